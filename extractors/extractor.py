@@ -1,0 +1,139 @@
+"""The extraction step: a callable class a Ray actor holds, one model per actor.
+
+`__init__` loads the model, processor, prompt and compiled grammar once; `__call__(batch)` turns
+a batch of rendered pages into output rows. Works on a plain dict batch without Ray.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from extractors.decoding import JsonGrammar, RowResult
+from extractors.loading import ModelSpec, load_model
+from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
+from pipeline.errors import describe
+from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    batch_size: int = 8
+    max_new_tokens: int = 512
+    page_time_limit_s: float | None = 120.0
+
+
+def _clean_text(value: Any) -> Any:
+    """Lone surrogates (a model may write "\\ud800") would fail Parquet's UTF-8: replace them."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_clean_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean_text(v) for k, v in value.items()}
+    return value
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class Extractor:
+    def __init__(self, spec: ModelSpec, schema: ExtractionSchema, settings: ExtractSettings = ExtractSettings()):
+        self.spec, self.schema, self.settings = spec, schema, settings
+        self.model, self.processor, self.device = load_model(spec)
+        self.out_schema = output_schema(arrow_type(schema))
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(schema)}]}]
+        self.prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        tok = self.processor.tokenizer
+        stops = [tok.convert_tokens_to_ids("<end_of_utterance>"), tok.eos_token_id]
+        self.stop_ids = [s for s in stops if s is not None and s >= 0]
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self.grammar = JsonGrammar(tok, generation_schema(schema), vocab, self.stop_ids)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+
+    def __call__(self, batch: Mapping[str, Any]) -> pa.Table:
+        rows = batch_to_rows(batch)
+        todo = [r for r in rows if r.get("status") == Status.OK.value and r.get("image") is not None]
+        size = max(1, self.settings.batch_size)
+        for start in range(0, len(todo), size):
+            self._run_with_backoff(todo[start:start + size])
+        now = datetime.now(timezone.utc)
+        for r in rows:
+            r.setdefault("created_at", now)
+            r.update(schema_name=self.schema.name, schema_id=self.schema.id,
+                     schema_version=self.schema.version, model_id=self.spec.model)
+        return rows_to_table(rows, self.out_schema)
+
+    def _run_with_backoff(self, chunk: list[dict]) -> None:
+        """On CUDA out-of-memory, halve the batch; a single page that still fails becomes a row."""
+        try:
+            self._run(chunk)
+        except Exception as exc:  # noqa: BLE001 - every failure of a page must become a row
+            if _is_oom(exc):
+                self._free_memory()
+                if len(chunk) > 1:
+                    half = len(chunk) // 2
+                    self._run_with_backoff(chunk[:half])
+                    self._run_with_backoff(chunk[half:])
+                    return
+            for r in chunk:
+                r.update(status=Status.MODEL_ERROR.value, error=describe(exc), valid=False)
+
+    def _free_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _inputs(self, chunk: list[dict]):
+        from PIL import Image
+
+        images = [[Image.frombuffer("RGB", (r["image_width"], r["image_height"]), r["image"], "raw", "RGB", 0, 1)]
+                  for r in chunk]
+        inputs = self.processor(text=[self.prompt] * len(chunk), images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def _run(self, chunk: list[dict]) -> None:
+        import torch
+
+        t0 = time.perf_counter()
+        inputs = self._inputs(chunk)
+        limit = self.settings.page_time_limit_s
+        deadline = time.monotonic() + limit if limit else None
+        constrained = self.grammar.new_batch(len(chunk), self.settings.max_new_tokens, deadline)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs, logits_processor=[constrained], max_new_tokens=constrained.max_new_tokens,
+                do_sample=False, eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
+        per_page_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
+        in_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        for r, res, n_in in zip(chunk, constrained.results(), in_tokens):
+            r.update(self._fields(res), input_tokens=int(n_in), output_tokens=res.output_tokens,
+                     confidence=res.confidence, extract_ms=per_page_ms)
+
+    def _fields(self, res: RowResult) -> dict:
+        """Parse, validate and coerce one generation into the typed `fields` struct."""
+        status = Status.GENERATION_TIMEOUT if res.timed_out else Status.OK
+        out = {"raw_text": res.text, "truncated": res.truncated}
+        try:
+            value = _clean_text(json.loads(res.text))
+        except ValueError as exc:
+            return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": describe(exc)}
+        fields, errors = coerce(self.schema, value)
+        if errors:
+            return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": "; ".join(errors)[:2000]}
+        error = f"page_time_limit_s={self.settings.page_time_limit_s} reached; output closed early" \
+            if res.timed_out else None
+        return {**out, "status": status.value, "valid": True, "fields": fields, "error": error}

@@ -1,0 +1,117 @@
+"""The run's configuration: one validated object, saved beside the output as the run's record."""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from datetime import datetime, timezone
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+class RunConfig(BaseModel):
+    """Everything a run depends on. Unknown keys are refused (extra='forbid')."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    inputs: list[str] = Field(min_length=1, description="files, folders or s3:// prefixes")
+    out: str = Field(description="output folder or s3:// prefix")
+    schema_ref: str = Field(description="built-in schema name or path to a YAML/JSON schema file")
+    model: str = DEFAULT_MODEL
+    run_id: str = Field(default_factory=new_run_id)
+
+    # model / decoding
+    batch_size: int = Field(8, ge=1, le=512)
+    max_new_tokens: int = Field(512, ge=8, le=8192)
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    quantize: Optional[Literal["4bit", "8bit"]] = None
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    split_images: bool = True
+    actors: Optional[int] = Field(None, ge=1, le=4096, description="extractor actors; default one per GPU, or 1 on CPU")
+    page_time_limit_s: Optional[float] = Field(300.0, gt=0)
+
+    # rendering limits (untrusted input)
+    longest_edge_px: int = Field(1960, ge=64, le=8192)
+    max_page_pixels: int = Field(1960 * 1960, ge=64 * 64)
+    max_pages_per_doc: int = Field(2000, ge=1)
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    render_timeout_s: float = Field(120.0, gt=0)
+    render_memory_mb: int = Field(4096, ge=256)
+    render_retries: int = Field(1, ge=0, le=5)
+
+    # run behaviour
+    force: bool = False
+    append: bool = False
+    follow_symlinks: bool = False
+
+    @field_validator("inputs", "out")
+    @classmethod
+    def _absolute_local_paths(cls, v):
+        # Ray workers run in other directories (a job's working_dir copy): pin paths now.
+        from pipeline.storage import is_remote
+
+        def fix(p: str) -> str:
+            if not p or not p.strip():
+                raise ValueError("empty path")
+            return p if is_remote(p) else str(Path(p).expanduser().resolve())
+        return [fix(p) for p in v] if isinstance(v, list) else fix(v)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_is_a_name(cls, v: str) -> str:
+        # run ids become file names: nothing that could climb out of the output folder
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", v):
+            raise ValueError("run_id may use letters, digits, '_', '.', '-' (max 80 chars)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        if self.quantize and self.dtype == "float32":
+            raise ValueError("--quantize computes in bfloat16/float16; drop --dtype float32")
+        if self.max_page_pixels < self.longest_edge_px:
+            raise ValueError("max_page_pixels must be at least longest_edge_px")
+        return self
+
+    @classmethod
+    def build(cls, **values) -> "RunConfig":
+        """Validate, turning pydantic's report into a ConfigError that names each bad flag."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "config"
+                lines.append(f"--{where.replace('_', '-')}: {err['msg']}")
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+    def extraction_schema(self):
+        from schemas import load_schema
+
+        return load_schema(self.schema_ref)
+
+    def model_spec(self):
+        from extractors.loading import ModelSpec
+
+        return ModelSpec(model=self.model, dtype=self.dtype, attn_implementation=self.attn_implementation,
+                         quantize=self.quantize, split_images=self.split_images)
+
+    def extract_settings(self):
+        from extractors.extractor import ExtractSettings
+
+        return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                               page_time_limit_s=self.page_time_limit_s)
+
+    def render_limits(self):
+        from pipeline.render import RenderLimits
+
+        return RenderLimits(longest_edge_px=self.longest_edge_px, max_page_pixels=self.max_page_pixels,
+                            max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes)

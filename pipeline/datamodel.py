@@ -1,0 +1,119 @@
+"""The page row: the one output schema of pageray, and the statuses a row can carry.
+
+Every other module imports the column names and the Arrow schema from here, so the
+Parquet a user queries has exactly one definition.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+
+class Status(str, enum.Enum):
+    """Why a row looks the way it does. Only `ok` rows carry model output."""
+
+    OK = "ok"
+    # the document's own fault: recorded as a row, never fatal
+    RENDER_ERROR = "render_error"          # corrupt file, unreadable page
+    ENCRYPTED = "encrypted"                # needs a password we do not have
+    EMPTY_DOCUMENT = "empty_document"      # zero pages / zero frames
+    RENDER_CRASH = "render_crash"          # renderer died in native code (segfault, abort)
+    RENDER_TIMEOUT = "render_timeout"      # per-document render time limit
+    RENDER_MEMORY = "render_memory"        # renderer exceeded its memory limit
+    FILE_TOO_LARGE = "file_too_large"      # input file over max_file_bytes
+    PAGE_SKIPPED = "page_skipped"          # beyond max_pages_per_doc: recorded, not dropped
+    PAGE_TOO_LARGE = "page_too_large"      # page over max_page_pixels even after down-scaling
+    # the model's side, still a row
+    MODEL_ERROR = "model_error"            # generation failed for this page (e.g. OOM at batch 1)
+    GENERATION_TIMEOUT = "generation_timeout"
+    INVALID_OUTPUT = "invalid_output"      # parsed but failed validation / coercion
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
+RENDER_FAILURES = frozenset(
+    s.value for s in (
+        Status.RENDER_ERROR, Status.ENCRYPTED, Status.EMPTY_DOCUMENT, Status.RENDER_CRASH,
+        Status.RENDER_TIMEOUT, Status.RENDER_MEMORY, Status.FILE_TOO_LARGE,
+        Status.PAGE_SKIPPED, Status.PAGE_TOO_LARGE,
+    )
+)
+
+# Columns that travel between render and extract but are never written.
+TRANSIENT_COLUMNS = ("image",)
+
+
+def _base_fields() -> list[pa.Field]:
+    return [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("doc_sha256", pa.string()),
+        # size and mtime as listed: with doc_sha256 they tell a changed file from a known one
+        pa.field("doc_size", pa.int64()),
+        pa.field("doc_mtime_ns", pa.int64()),
+        pa.field("page_index", pa.int32(), nullable=False),
+        pa.field("page_count", pa.int32()),
+        pa.field("schema_name", pa.string()),
+        pa.field("schema_id", pa.string()),
+        pa.field("schema_version", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+
+
+def _tail_fields() -> list[pa.Field]:
+    return [
+        pa.field("raw_text", pa.string()),
+        pa.field("valid", pa.bool_()),
+        pa.field("truncated", pa.bool_()),
+        pa.field("confidence", pa.float64()),
+        pa.field("input_tokens", pa.int32()),
+        pa.field("output_tokens", pa.int32()),
+        pa.field("image_width", pa.int32()),
+        pa.field("image_height", pa.int32()),
+        pa.field("text_layer", pa.string()),
+        pa.field("text_layer_chars", pa.int32()),
+        pa.field("render_ms", pa.float64()),
+        pa.field("extract_ms", pa.float64()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+
+
+def output_schema(fields_type: pa.DataType) -> pa.Schema:
+    """The Parquet schema of one run: fixed columns plus the schema-specific `fields` struct."""
+    return pa.schema(_base_fields() + [pa.field("fields", fields_type)] + _tail_fields())
+
+
+OUTPUT_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in _base_fields() + [pa.field("fields", pa.null())] + _tail_fields()
+)
+
+# Columns the render step produces for each page (plus TRANSIENT_COLUMNS).
+PAGE_COLUMNS: tuple[str, ...] = (
+    "run_id", "doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
+    "status", "error", "image", "image_width", "image_height",
+    "text_layer", "text_layer_chars", "render_ms",
+)
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly `schema`; missing keys become nulls, extra keys are dropped."""
+    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def batch_to_rows(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A column batch (dict of lists / numpy arrays, or a pyarrow Table) as a list of row dicts."""
+    if isinstance(batch, pa.Table):
+        return batch.to_pylist()
+    names = list(batch.keys())
+    if not names:
+        return []
+    cols = [batch[n] for n in names]
+    cols = [c.tolist() if hasattr(c, "tolist") else list(c) for c in cols]
+    return [dict(zip(names, values)) for values in zip(*cols)]

@@ -1,0 +1,33 @@
+"""The one place that decides what stops a run and what becomes a row.
+
+Fatal (raise one of the classes below, the run stops before or without writing more):
+  - the configuration or the schema is wrong (ConfigError, schemas.SchemaError),
+  - the model will not load (ModelLoadError),
+  - the output storage cannot be reached or would be corrupted (StorageError).
+Everything a single document or page can cause (corrupt bytes, encryption, a renderer crash,
+a timeout, an out-of-memory at batch size 1, an unparseable generation) becomes a row with a
+`pipeline.datamodel.Status` and an error message, and the run goes on.
+"""
+from __future__ import annotations
+
+
+class FatalError(RuntimeError):
+    """The run cannot go on; the message says what to change."""
+
+
+class ConfigError(FatalError, ValueError):
+    """A flag or config value is wrong. Raised before any work starts."""
+
+
+class ModelLoadError(FatalError):
+    """The model or processor could not be loaded; the message says what was tried."""
+
+
+class StorageError(FatalError):
+    """The input or output location is unreachable, or output would be mixed up."""
+
+
+def describe(exc: BaseException, limit: int = 2000) -> str:
+    """A one-line error text for a row: type and message, bounded in size."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,91 @@
+"""What an output folder says about itself: who made it, and a record per run.
+
+`OUT/_pageray.json` pins the schema id and model the folder was made with, so a run with a
+different schema or model cannot silently mix rows into it. `OUT/_runs/<run_id>.json` holds
+one run's config, versions, counts and timings; it is rewritten as the run goes, so a run
+that died still leaves its last heartbeat.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from pipeline.errors import ConfigError, StorageError
+from pipeline.storage import filesystem, join
+
+MANIFEST = "_pageray.json"
+RUNS_DIR = "_runs"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("pageray", "ray", "torch", "transformers", "pymupdf", "xgrammar", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class OutputFolder:
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.fs, self.path = filesystem(uri)
+
+    def _read_json(self, rel: str) -> dict | None:
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{rel}") as f:
+                return json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                return None
+            raise StorageError(f"cannot read {join(self.uri, rel)}: {exc}") from exc
+
+    def _write_json(self, rel: str, obj: Any) -> None:
+        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+        try:
+            self.fs.create_dir(self.path + "/" + rel.rpartition("/")[0] if "/" in rel else self.path, recursive=True)
+            with self.fs.open_output_stream(f"{self.path}/{rel}") as f:
+                f.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {join(self.uri, rel)}: {exc}") from exc
+
+    def claim(self, schema_id: str, schema_name: str, model: str, run_id: str, append: bool) -> None:
+        """Refuse to mix schemas or models in one folder unless the user asked for it."""
+        current = self._read_json(MANIFEST)
+        if current is None:
+            self._write_json(MANIFEST, {"schema_id": schema_id, "schema_name": schema_name, "model": model,
+                                        "created_by_run": run_id, "created_at": utc_now()})
+            return
+        same = current.get("schema_id") == schema_id and current.get("model") == model
+        if not same and not append:
+            raise ConfigError(
+                f"output folder {self.uri} was made with schema {current.get('schema_name')} "
+                f"(id {current.get('schema_id')}) and model {current.get('model')!r}; this run uses schema "
+                f"{schema_name} (id {schema_id}) and model {model!r}. Use a new --out, or pass --append "
+                "to add rows of this schema/model to the same folder.")
+
+    def write_run(self, record: dict) -> None:
+        record = {**record, "updated_at": utc_now(), "updated_unix": time.time()}
+        self._write_json(f"{RUNS_DIR}/{record['run_id']}.json", record)
+
+    def runs(self) -> list[dict]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{RUNS_DIR}", allow_not_found=True))
+        except OSError as exc:
+            raise StorageError(f"cannot list {join(self.uri, RUNS_DIR)}: {exc}") from exc
+        records = [self._read_json(f"{RUNS_DIR}/{i.base_name}") for i in infos
+                   if i.type == pafs.FileType.File and i.base_name.endswith(".json")]
+        return sorted((r for r in records if r), key=lambda r: r.get("started_at", ""))

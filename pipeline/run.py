@@ -1,0 +1,122 @@
+"""The driver: plan the documents, then stream them through Ray Data to Parquet.
+
+list inputs -> render (CPU tasks, isolated) -> Extractor actors (one per GPU, or N on CPU)
+-> commit Parquet. The driver holds neither document bytes nor the whole listing: the plan is
+streamed to Parquet shards that Ray Data reads back.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import Any
+
+from pipeline.config import RunConfig
+from pipeline.datamodel import output_schema
+from pipeline.plan import write_plan
+from pipeline.records import OutputFolder, utc_now, versions
+from pipeline.render_step import RenderDocuments
+from pipeline.writer import CommitPages
+
+
+def _init_ray() -> None:
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS (set by `ray job submit`) joins the cluster; otherwise a local one starts.
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False,
+                 runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                           if k.startswith(("PAGERAY_", "HF_", "AWS_"))}})
+
+
+def _cpu_share() -> float:
+    """CPUs one actor reserves. On a tiny node (CI: 2 cores) whole-CPU actors would leave Ray
+    Data's own listing task no CPU at all, and the job would wait forever."""
+    import ray
+
+    return 1.0 if ray.cluster_resources().get("CPU", 0) >= 4 else 0.5
+
+
+def extractor_pool(config: RunConfig) -> dict[str, Any]:
+    """Actors and resources for the extractor stage: every GPU of the cluster, else CPU actors."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus > 0:
+        n = min(config.actors or gpus, gpus)
+        return {"concurrency": (1, n) if n > 1 else 1, "num_gpus": 1}
+    return {"concurrency": config.actors or 1, "num_cpus": _cpu_share()}
+
+
+def build_dataset(config: RunConfig, plan_uri: str):
+    import ray
+
+    from extractors.extractor import Extractor
+    from schemas import arrow_type
+
+    schema = config.extraction_schema()
+    render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(), "timeout_s": config.render_timeout_s,
+                     "memory_mb": config.render_memory_mb, "retries": config.render_retries}
+    # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
+    ds = ray.data.read_parquet(plan_uri, ray_remote_args={"num_cpus": 0.1})
+    # Render actors keep their forkserver warm; one document per call keeps blocks small.
+    ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=1,
+                        concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
+    ds = ds.map_batches(Extractor, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
+                                                          "settings": config.extract_settings()},
+                        batch_size=config.batch_size, batch_format="pyarrow", **extractor_pool(config))
+    ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
+                                                            "schema": output_schema(arrow_type(schema))},
+                        batch_format="pyarrow", concurrency=1, num_cpus=0)
+    return ds
+
+
+def run_extraction(config: RunConfig, on_progress=None) -> dict:
+    """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json)."""
+    from extractors.loading import preflight
+
+    schema = config.extraction_schema()
+    preflight(config.model_spec())
+    folder = OutputFolder(config.out)
+    folder.claim(schema.id, schema.name, config.model, config.run_id, config.append)
+    record: dict[str, Any] = {
+        "run_id": config.run_id, "state": "planning", "started_at": utc_now(),
+        "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
+        "versions": versions(),
+    }
+    folder.write_run(record)
+    t0 = time.monotonic()
+    plan = write_plan(config, folder)
+    record.update(state="running", plan=plan.summary())
+    folder.write_run(record)
+    counts: Counter = Counter()
+    docs_failed: set[str] = set()
+    pages = out_tokens = 0
+    try:
+        if plan.documents:
+            _init_ray()
+            last = time.monotonic()
+            for batch in build_dataset(config, plan.uri).iter_batches(batch_format="pyarrow", batch_size=None):
+                cols = batch.to_pydict()
+                counts.update(cols["status"])
+                pages += batch.num_rows
+                out_tokens += sum(t or 0 for t in cols["output_tokens"])
+                docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
+                if time.monotonic() - last > 10:  # heartbeat for `pageray status`
+                    record.update(counts=dict(counts), pages=pages)
+                    folder.write_run(record)
+                    last = time.monotonic()
+        state = "succeeded"
+    except BaseException:
+        state = "failed"
+        raise
+    finally:
+        wall = time.monotonic() - t0
+        record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
+                      documents_with_errors=len(docs_failed), output_tokens=out_tokens,
+                      wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
+        folder.write_run(record)
+    return record

@@ -1,0 +1,29 @@
+"""`pageray status OUT`: one line per run recorded in an output folder, live or dead."""
+from __future__ import annotations
+
+import time
+
+from pipeline.records import OutputFolder
+
+# A running driver rewrites its record at least every ~10 s; far older means it died.
+STALE_AFTER_S = 300
+
+
+def run_state(record: dict, now: float | None = None) -> str:
+    state = record.get("state", "?")
+    if state in ("running", "planning"):
+        age = (now or time.time()) - float(record.get("updated_unix", 0))
+        if age > STALE_AFTER_S:
+            return f"died? (no heartbeat for {int(age)} s)"
+    return state
+
+
+def describe_runs(out: str) -> str:
+    records = OutputFolder(out).runs()
+    if not records:
+        return f"no runs recorded in {out}"
+    lines = [f"{'run_id':<28} {'state':<28} {'pages':>7} {'pages/s':>8}  counts"]
+    for r in records:
+        lines.append(f"{r['run_id']:<28} {run_state(r):<28} {r.get('pages', 0):>7} "
+                     f"{r.get('pages_per_s') or '-':>8}  {r.get('counts', {})}")
+    return "\n".join(lines)

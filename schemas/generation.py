@@ -1,0 +1,68 @@
+"""The normalized JSON Schema that constrains generation, and its validation twin.
+
+Contract (consumed by the xgrammar compiler and by the partial-JSON completer; keep exact):
+
+- object: {"type": "object", "properties": {...in the user's order...},
+           "required": [every property name, same order], "additionalProperties": false}
+- array:  {"type": "array", "items": <normalized>}
+- string: {"type": "string"}; date: {"type": "string", "pattern": DATE_PATTERN}
+- enum:   {"enum": [values without null]}
+- number / integer / boolean: {"type": "number"} etc.
+- nullable X (explicitly nullable, or not in the user's `required`):
+          {"anyOf": [X, {"type": "null"}]}
+
+Every key is required so the model always writes every column; a field the user did not
+require becomes nullable instead of omittable. Descriptions, titles, examples and defaults are
+dropped: they belong to the prompt, and the grammar would only grow from them. Dates use
+DATE_PATTERN rather than `format: date`, because xgrammar's format admits impossible dates.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from schemas.model import ExtractionSchema
+from schemas.nodes import enum_values, explicitly_nullable, iter_properties, node_kind, \
+    property_nullable
+from schemas.patterns import DATE_PATTERN
+
+_NULL = {"type": "null"}
+
+
+def generation_schema(schema: ExtractionSchema) -> dict[str, Any]:
+    """The schema the decoder is constrained by: every key present, optional ones nullable."""
+    return _normalize(schema.json_schema, nullable=False, all_keys_required=True)
+
+
+def validation_schema(schema: ExtractionSchema) -> dict[str, Any]:
+    """`generation_schema`, except each `required` lists only the user's required fields.
+
+    Output that reaches validation may lack keys (a truncated answer closed by the partial-JSON
+    completer); an optional key that is missing reads as null, a required one is an error.
+    """
+    return _normalize(schema.json_schema, nullable=False, all_keys_required=False)
+
+
+def _normalize(node: Mapping[str, Any], *, nullable: bool,
+               all_keys_required: bool) -> dict[str, Any]:
+    kind = node_kind(node)
+    if kind == "object":
+        properties = {}
+        required = []
+        for name, child, user_required in iter_properties(node):
+            properties[name] = _normalize(child, nullable=property_nullable(child, user_required),
+                                          all_keys_required=all_keys_required)
+            if all_keys_required or user_required:
+                required.append(name)
+        out: dict[str, Any] = {"type": "object", "properties": properties,
+                               "required": required, "additionalProperties": False}
+    elif kind == "array":
+        items = node["items"]
+        out = {"type": "array", "items": _normalize(
+            items, nullable=explicitly_nullable(items), all_keys_required=all_keys_required)}
+    elif kind == "enum":
+        out = {"enum": enum_values(node)}
+    elif kind == "date":
+        out = {"type": "string", "pattern": DATE_PATTERN}
+    else:
+        out = {"type": kind}
+    return {"anyOf": [out, dict(_NULL)]} if nullable else out

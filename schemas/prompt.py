@@ -1,0 +1,94 @@
+"""Schema-derived text: the model's instructions (`build_prompt`) and the CLI view
+(`schema_summary`).
+
+The prompt carries everything the grammar cannot: what each field means (descriptions,
+titles, examples, defaults) and the spelling conventions the parser relies on. It is
+deterministic so that the same schema always gives the same prompt (and cache hits).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Mapping
+
+from schemas.model import ExtractionSchema
+from schemas.nodes import child_path, item_path, iter_properties, node_kind, \
+    property_nullable, type_label
+
+SUMMARY_DESCRIPTION_CHARS = 80
+
+
+def build_prompt(schema: ExtractionSchema) -> str:
+    """The instruction text for one page: the task, every field, and the answer format."""
+    fields = list(_fields(schema.json_schema))
+    lines = [f"Read this document page and extract the following. {_flat(schema.description)}",
+             "", "Fields:"]
+    for path, node, required, depth in fields:
+        marks = ", required" if required else ""
+        lines.append(f"{'  ' * depth}- {path} ({type_label(node)}{marks}): {_details(node)}")
+    lines += [
+        "",
+        "Answer with one JSON object that has exactly the keys listed above, nested as shown, "
+        "and no other keys.",
+        "Use null when a value is not on the page."
+        + (" Fields marked required are never null (an empty list is []). "
+           if any(required for _, _, required, _ in fields) else ""),
+        "Write dates as YYYY-MM-DD.",
+        'Write numbers as plain JSON numbers with "." as the decimal point, without currency '
+        'symbols or thousands separators (1234.5, not "$1,234.50" or "1.234,50").',
+        "Copy text as it is printed on the page; do not translate or summarize it.",
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def schema_summary(schema: ExtractionSchema) -> str:
+    """Name, id, version, description and the field tree (`*` marks required fields)."""
+    lines = [
+        f"name:        {schema.name}",
+        f"id:          {schema.id}",
+        f"version:     {schema.version}",
+        f"description: {_flat(schema.description)}",
+        "fields (* = required):",
+    ]
+    for path, node, required, depth in _fields(schema.json_schema):
+        name = path.rsplit(".", 1)[-1]
+        text = _flat(node.get("description", ""))
+        if len(text) > SUMMARY_DESCRIPTION_CHARS:
+            text = text[: SUMMARY_DESCRIPTION_CHARS - 3] + "..."
+        lines.append(f"{'  ' * (depth + 1)}{name}{'*' if required else ''}: "
+                     f"{type_label(node)}  - {text}")
+    return "\n".join(lines)
+
+
+def _fields(node: Mapping[str, Any], path: str = "",
+            depth: int = 0) -> Iterator[tuple[str, Mapping[str, Any], bool, int]]:
+    """(path, node, required and non-nullable, indent level) for every field, depth first.
+
+    Elements of lists of objects are reached through `[]` in the path: line_items[].amount.
+    """
+    for name, child, user_required in iter_properties(node):
+        path_here = child_path(path, name)
+        yield path_here, child, not property_nullable(child, user_required), depth
+        inner, inner_path = child, path_here
+        while node_kind(inner) == "array":
+            inner, inner_path = inner["items"], item_path(inner_path)
+        if node_kind(inner) == "object":
+            yield from _fields(inner, inner_path, depth + 1)
+
+
+def _details(node: Mapping[str, Any]) -> str:
+    parts = []
+    if "title" in node:
+        parts.append(f"{_flat(node['title'])}.")
+    parts.append(_flat(node.get("description", "")))
+    if node.get("examples"):
+        examples = ", ".join(json.dumps(e, ensure_ascii=False) for e in node["examples"])
+        parts.append(f"Examples: {examples}.")
+    if "default" in node:
+        parts.append(f"Default: {json.dumps(node['default'], ensure_ascii=False)}.")
+    return " ".join(p for p in parts if p)
+
+
+def _flat(text: str) -> str:
+    # One line per field keeps the field list readable for the model; authors' line breaks
+    # inside a description carry no meaning there.
+    return " ".join(text.split())

@@ -1,0 +1,103 @@
+"""The extractor on plain dict batches, without Ray: real tiny Idefics2, real PyMuPDF pages."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pyarrow as pa
+import pytest
+import torch
+
+from extractors.extractor import ExtractSettings, Extractor
+from extractors.loading import ModelSpec
+from pipeline.datamodel import PAGE_COLUMNS, Status
+from pipeline.render import RenderLimits, render_document
+from schemas import generation_schema, load_schema
+
+
+def page_batch(samples, names, run_id="r1"):
+    rows = []
+    for path in sorted(samples.iterdir()):
+        if path.name not in names:
+            continue
+        for page in render_document(path.read_bytes(), path.name, RenderLimits()):
+            rows.append({**page, "run_id": run_id, "doc_id": path.stem, "source_uri": str(path),
+                         "doc_sha256": "x", "doc_size": 1, "doc_mtime_ns": 1})
+    return {c: [r.get(c) for r in rows] for c in PAGE_COLUMNS}
+
+
+@pytest.fixture(scope="module")
+def invoice_extractor(tiny_model):
+    return Extractor(ModelSpec(model=str(tiny_model)), load_schema("invoice"),
+                     ExtractSettings(batch_size=2, max_new_tokens=120))
+
+
+def pdf_names(samples):
+    return sorted(p.name for p in samples.iterdir() if p.suffix == ".pdf")
+
+
+def test_ok_rows_are_schema_valid_even_when_truncated(invoice_extractor, samples):
+    batch = page_batch(samples, ["invoice.pdf", "receipt.pdf", "scanned_invoice.pdf"])
+    table = invoice_extractor(batch)
+    assert isinstance(table, pa.Table)
+    rows = table.to_pylist()
+    ok = [r for r in rows if r["status"] == Status.OK.value]
+    assert ok, "the tiny model must produce real ok rows"
+    gen = generation_schema(invoice_extractor.schema)
+    for r in ok:
+        assert r["valid"] is True
+        value = json.loads(r["raw_text"])
+        jsonschema.validate(value, gen)
+        assert r["fields"] is not None and set(r["fields"]) == set(gen["properties"])
+        assert r["input_tokens"] > 0 and r["output_tokens"] > 0
+        assert 0.0 < r["confidence"] <= 1.0
+        assert r["image_width"] == 1960 or r["image_height"] == 1960
+    # 120 tokens cannot hold a whole invoice from a random model: the closing path must have run
+    assert any(r["truncated"] for r in ok)
+    assert table.schema.field("fields").type.field("total").type == pa.float64()
+
+
+def test_error_rows_pass_through_untouched(invoice_extractor, samples):
+    batch = page_batch(samples, ["corrupt_truncated.pdf", "encrypted_password_secret.pdf", "receipt.pdf"])
+    statuses = set(batch["status"])
+    table = invoice_extractor(batch).to_pylist()
+    assert len(table) == len(batch["status"])
+    for before, after in zip(batch["status"], table):
+        if before != Status.OK.value:
+            assert after["status"] == before and after["fields"] is None
+    assert statuses - {Status.OK.value}, "the samples include a corrupt and an encrypted PDF"
+
+
+def test_out_of_memory_halves_the_batch_then_records_the_page(invoice_extractor, samples, monkeypatch):
+    batch = page_batch(samples, ["invoice.pdf", "receipt.pdf"])
+    n_ok = sum(s == Status.OK.value for s in batch["status"])
+    real_generate = invoice_extractor.model.generate
+    calls = []
+
+    def generate_that_fits_one(**kw):  # stands in for a GPU that fits one page at a time
+        calls.append(kw["input_ids"].shape[0])
+        if kw["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate(**kw)
+
+    monkeypatch.setattr(invoice_extractor.model, "generate", generate_that_fits_one)
+    rows = invoice_extractor(batch).to_pylist()
+    assert calls[0] == 2 and 1 in calls
+    assert sum(r["status"] == Status.OK.value for r in rows) == n_ok
+
+    def never_fits(**kw):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(invoice_extractor.model, "generate", never_fits)
+    rows = invoice_extractor(batch).to_pylist()
+    assert {r["status"] for r in rows if r["page_index"] is not None} >= {Status.MODEL_ERROR.value}
+    assert all("out of memory" in r["error"] for r in rows if r["status"] == Status.MODEL_ERROR.value)
+
+
+def test_page_time_limit_closes_output_validly(tiny_model, samples):
+    ex = Extractor(ModelSpec(model=str(tiny_model)), load_schema("paper"),
+                   ExtractSettings(batch_size=2, max_new_tokens=400, page_time_limit_s=1e-6))
+    rows = ex(page_batch(samples, ["invoice.pdf"])).to_pylist()
+    timed = [r for r in rows if r["status"] == Status.GENERATION_TIMEOUT.value]
+    assert timed and all(r["valid"] and "page_time_limit_s" in r["error"] for r in timed)
+    assert all(r["output_tokens"] < 400 for r in timed)
