@@ -38,6 +38,18 @@ def _clean_text(value: Any) -> Any:
     return value
 
 
+def _worker_name() -> str:
+    import os
+
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    except ImportError:
+        node = "local"
+    return f"{node}:{os.getpid()}"
+
+
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
@@ -57,6 +69,7 @@ class Extractor:
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.grammar = JsonGrammar(tok, generation_schema(schema), vocab, self.stop_ids)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+        self.worker = _worker_name()
 
     def __call__(self, batch: Mapping[str, Any]) -> pa.Table:
         rows = batch_to_rows(batch)
@@ -68,7 +81,7 @@ class Extractor:
         for r in rows:
             r.setdefault("created_at", now)
             r.update(schema_name=self.schema.name, schema_id=self.schema.id,
-                     schema_version=self.schema.version, model_id=self.spec.model)
+                     schema_version=self.schema.version, model_id=self.spec.model, worker=self.worker)
         return rows_to_table(rows, self.out_schema)
 
     def _run_with_backoff(self, chunk: list[dict]) -> None:

@@ -80,6 +80,7 @@ def _tail_fields() -> list[pa.Field]:
         pa.field("text_layer_chars", pa.int32()),
         pa.field("render_ms", pa.float64()),
         pa.field("extract_ms", pa.float64()),
+        pa.field("worker", pa.string()),  # Ray node id and pid of the extractor that made the row
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
     ]
 

@@ -1,17 +1,34 @@
 """Rendering in a disposable child process: native crashes, hangs and memory blow-ups stay there.
 
 PyMuPDF is C code fed untrusted bytes. Each document renders in a child forked from a clean
-forkserver, with an address-space limit, streaming its pages back over a pipe. The parent
-enforces a wall-clock timeout. A child killed by a signal is retried a bounded number of
-times; after that the document ends with a `render_crash` row. Pages received before the
-failure are kept, so nothing already rendered is lost.
+forkserver, streaming its pages back over a pipe as they are drawn; the parent passes each
+page on at once, so neither side ever holds a whole document. The child runs under limits:
+
+- memory: RLIMIT_AS, `memory_mb` on top of the address space the idle child already has
+  (~380 MB of mapped libraries, most of it never resident). An allocation over it fails, and
+  the page or document becomes a `render_memory` row instead of taking the node down.
+- time: the parent waits at most `timeout_s` for the child's pages (`render_timeout`). Only
+  time spent waiting counts: a slow consumer of the pages is not the document's fault.
+  RLIMIT_CPU backs this up for a child whose parent stopped watching (died or busy): it
+  cannot outlive its budget by more than a few CPU seconds.
+- no core dumps: a crash-prone corpus must not fill the disk with 400 MB cores.
+
+A child killed by a signal is retried a bounded number of times, resuming after the pages
+already delivered; after that the document ends with a `render_crash` row. Pages received
+before any failure are kept, so nothing already rendered is lost.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
+import re
 import signal
+import sys
+import threading
 import time
+import types
+from dataclasses import dataclass
 from typing import Iterator
 
 from pipeline.datamodel import Status
@@ -19,90 +36,201 @@ from pipeline.render import RenderLimits
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
-_DONE = "__done__"
+MIB = 1024 * 1024
+# CPU seconds a child may use beyond render_timeout_s before the kernel stops it (SIGXCPU),
+# and after that before SIGKILL; the parent's wall-clock timeout normally fires first.
+CPU_GRACE_S = 2
+CPU_KILL_AFTER_S = 5
+
+# How MuPDF (fz_malloc / fz_calloc / fz_realloc) and Python report an allocation that
+# RLIMIT_AS refused. pipeline.render records either as a render_error row; inside a
+# memory-limited child the cause is known, and the row says so.
+_ALLOCATION_FAILED = re.compile(r"\bMemoryError\b|\b(?:m|c|re)alloc \([^)]*\) failed")
+_START_LOCK = threading.Lock()
 
 
-def _child(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int) -> None:
+def _address_space_bytes() -> int:
+    """This process's mapped address space (VmSize); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _set_limit(kind: int, soft: int, hard: int) -> None:
     import resource
 
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    hook = os.environ.get(CRASH_HOOK_ENV)
-    if hook and hook in name:
-        os.abort()
+    _, current_hard = resource.getrlimit(kind)
+    if current_hard != resource.RLIM_INFINITY:  # never ask for more than we are allowed
+        soft, hard = min(soft, current_hard), min(hard, current_hard)
+    resource.setrlimit(kind, (soft, hard))
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def _label_memory_failure(page: dict, memory_mb: int) -> dict:
+    if page["status"] == Status.RENDER_ERROR.value and _ALLOCATION_FAILED.search(page["error"] or ""):
+        page["status"] = Status.RENDER_MEMORY.value
+        page["error"] = f"render_memory_mb={memory_mb} exceeded: {page['error']}"
+    return page
+
+
+def _child(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int, cpu_s: int, skip: int,
+           crash_on: str | None) -> None:
+    import resource
+
+    import pymupdf
+
     from pipeline.render import iter_render
 
+    # MuPDF prints each error to stdout besides raising it; the row's error column already
+    # carries the message, and the chatter would interleave with the run's own output.
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    limit = _address_space_bytes() + memory_mb * MIB
+    _set_limit(resource.RLIMIT_AS, limit, limit)
+    _set_limit(resource.RLIMIT_CPU, cpu_s, cpu_s + CPU_KILL_AFTER_S)
+    _set_limit(resource.RLIMIT_CORE, 0, 0)
+    if crash_on and crash_on in name:
+        os.abort()
     try:
         for page in iter_render(data, name, limits):
-            conn.send(page)
-        conn.send(_DONE)
+            if page["page_index"] >= skip:  # a retry resumes after the pages already delivered
+                conn.send(_label_memory_failure(page, memory_mb))
+        conn.send(("done", _peak_rss_bytes(), None))
     except MemoryError:
-        conn.send({"__memory__": True})
+        conn.send(("memory", _peak_rss_bytes(), None))
+    except Exception as exc:  # noqa: BLE001 - reported as the document's row, not a traceback on stderr
+        conn.send(("error", _peak_rss_bytes(), f"{type(exc).__name__}: {exc}"))
     conn.close()
     os._exit(0)  # skip interpreter teardown: nothing to flush, and it is the slow part
 
 
+def _start(proc: multiprocessing.process.BaseProcess) -> None:
+    """Start `proc` without the child re-running this process's main script.
+
+    multiprocessing re-imports the parent's __main__ in every child so that functions
+    defined there can be unpickled. Our target lives in this module, and in a Ray worker
+    the main script is Ray's default_worker.py, whose import (all of ray) cost ~0.3 s per
+    document: ten times the render of a small page. CPython has no switch for this, so the
+    main module is hidden for the moment the child's start-up data is pickled.
+    """
+    with _START_LOCK:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            proc.start()
+        finally:
+            sys.modules["__main__"] = main
+
+
+@dataclass
+class _Progress:
+    delivered: int = 0               # pages passed on to the caller, all attempts together
+    page_count: int | None = None    # the document's page count, once a page has said it
+
+    @property
+    def complete(self) -> bool:
+        return self.page_count is not None and self.delivered >= self.page_count
+
+
 class IsolatedRenderer:
-    """`renderer(data, name) -> iterator of page dicts`, each document in its own child process."""
+    """`renderer(data, name) -> iterator of page dicts`, each document in its own child process.
+
+    `children_started` and `peak_rss_bytes` (the largest peak RSS a child reported) are
+    there for tests and benchmarks.
+    """
 
     def __init__(self, limits: RenderLimits, timeout_s: float = 120.0, memory_mb: int = 4096, retries: int = 1):
         self.limits, self.timeout_s, self.memory_mb, self.retries = limits, timeout_s, memory_mb, retries
+        self._cpu_s = math.ceil(timeout_s) + CPU_GRACE_S
+        # Read here and handed to each child: children inherit the forkserver's environment,
+        # and the forkserver may have started before the variable was set.
+        self._crash_on = os.environ.get(CRASH_HOOK_ENV) or None
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["pipeline.render"])
+        self._ctx.set_forkserver_preload(["pipeline.render", "pipeline.isolation"])
+        self.children_started = 0
+        self.peak_rss_bytes = 0
 
     def __call__(self, data: bytes, name: str) -> Iterator[dict]:
-        received: list[dict] = []
-        failure: dict | None = None
-        for _attempt in range(self.retries + 1):
-            received, failure = self._attempt(data, name)
-            if failure is None or failure["status"] != Status.RENDER_CRASH.value:
+        progress = _Progress()
+        for attempt in range(1, self.retries + 2):
+            failure = yield from self._attempt(data, name, progress, attempt)
+            if failure is None:
+                return
+            if failure["status"] != Status.RENDER_CRASH.value or progress.complete:
                 break
-        yield from received
-        if failure is not None:
-            failure["page_index"] = len(received)
-            yield failure
+        if progress.complete:
+            # The child died after its last page (closing the document): every page is a row.
+            return
+        failure["page_index"] = progress.delivered
+        failure["page_count"] = progress.page_count
+        yield failure
 
-    def _attempt(self, data: bytes, name: str) -> tuple[list[dict], dict | None]:
-        started = time.monotonic()
+    def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
+        """Yield this child's pages; return None when it finished, else the failure row."""
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=_child, args=(send_conn, data, name, self.limits, self.memory_mb), daemon=True)
-        proc.start()
-        send_conn.close()
-        pages: list[dict] = []
+        proc = self._ctx.Process(target=_child, daemon=True, args=(
+            send_conn, data, name, self.limits, self.memory_mb, self._cpu_s, progress.delivered, self._crash_on))
+        waited = 0.0
         try:
+            started = time.monotonic()
+            _start(proc)
+            self.children_started += 1
+            send_conn.close()
+            waited += time.monotonic() - started
             while True:
-                left = self.timeout_s - (time.monotonic() - started)
+                # Only time spent waiting on the child counts against the timeout; the
+                # caller may hold each page as long as it likes.
+                started = time.monotonic()
+                left = self.timeout_s - waited
                 if left <= 0 or not recv_conn.poll(left):
-                    return pages, self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} "
-                                                f"exceeded after {len(pages)} page(s)", started)
+                    return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} exceeded after "
+                                         f"{progress.delivered} page(s)", waited + time.monotonic() - started)
                 try:
                     msg = recv_conn.recv()
                 except (EOFError, OSError):
                     proc.join(5)
-                    return pages, self._crashed(proc.exitcode, started)
-                if msg == _DONE:
-                    return pages, None
-                if isinstance(msg, dict) and msg.get("__memory__"):
-                    return pages, self._failure(Status.RENDER_MEMORY, f"render_memory_mb={self.memory_mb} "
-                                                "exceeded; the renderer was stopped", started)
-                pages.append(msg)
+                    return self._crashed(proc.exitcode, progress, attempt, waited + time.monotonic() - started)
+                waited += time.monotonic() - started
+                if isinstance(msg, dict):
+                    progress.delivered += 1
+                    progress.page_count = msg["page_count"]
+                    yield msg
+                    continue
+                kind, peak_rss, detail = msg
+                self.peak_rss_bytes = max(self.peak_rss_bytes, peak_rss)
+                if kind == "done":
+                    return None
+                if kind == "memory":
+                    return self._failure(Status.RENDER_MEMORY, f"render_memory_mb={self.memory_mb} exceeded; "
+                                         "the renderer was stopped", waited)
+                return self._failure(Status.RENDER_ERROR, f"renderer failed: {detail}", waited)
         finally:
             recv_conn.close()
             if proc.is_alive():
                 proc.kill()
             proc.join(5)
 
-    def _crashed(self, exitcode: int | None, started: float) -> dict:
+    def _crashed(self, exitcode: int | None, progress: _Progress, attempt: int, waited: float) -> dict:
         if exitcode is not None and exitcode < 0:
-            sig = signal.Signals(-exitcode).name
-            if -exitcode == signal.SIGKILL:  # the kernel's OOM killer or a cgroup limit
-                return self._failure(Status.RENDER_MEMORY, f"renderer killed by {sig} (out of memory?); "
-                                     f"render_memory_mb={self.memory_mb}", started)
-            return self._failure(Status.RENDER_CRASH, f"renderer crashed with {sig} after "
-                                 f"{self.retries + 1} attempt(s)", started)
-        return self._failure(Status.RENDER_CRASH, f"renderer exited with code {exitcode}", started)
+            sig = signal.Signals(-exitcode)
+            if sig == signal.SIGXCPU:  # its CPU budget ran out while nobody was waiting for it
+                return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} exceeded: the "
+                                     f"renderer ran out of CPU time after {progress.delivered} page(s)", waited)
+            if sig == signal.SIGKILL:  # the kernel's OOM killer or a cgroup limit
+                return self._failure(Status.RENDER_MEMORY, f"renderer killed by {sig.name} (out of memory?); "
+                                     f"render_memory_mb={self.memory_mb}", waited)
+            return self._failure(Status.RENDER_CRASH, f"renderer crashed with {sig.name} after "
+                                 f"{attempt} attempt(s)", waited)
+        return self._failure(Status.RENDER_CRASH, f"renderer exited with code {exitcode} after "
+                             f"{attempt} attempt(s)", waited)
 
     @staticmethod
-    def _failure(status: Status, error: str, started: float) -> dict:
+    def _failure(status: Status, error: str, waited_s: float) -> dict:
         return {"page_index": 0, "page_count": None, "status": status.value, "error": error,
-                "render_ms": (time.monotonic() - started) * 1000.0}
+                "render_ms": waited_s * 1000.0}

@@ -61,7 +61,7 @@ def build_dataset(config: RunConfig, plan_uri: str):
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(), "timeout_s": config.render_timeout_s,
                      "memory_mb": config.render_memory_mb, "retries": config.render_retries}
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
-    ds = ray.data.read_parquet(plan_uri, ray_remote_args={"num_cpus": 0.1})
+    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1)
     # Render actors keep their forkserver warm; one document per call keeps blocks small.
     ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=1,
                         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())

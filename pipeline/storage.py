@@ -7,16 +7,27 @@ points it at an S3-compatible server.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow.fs as pafs
 
 from pipeline.errors import StorageError
 
 DOCUMENT_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Why a local file with a document suffix was not listed (see iter_documents' on_skip).
+SKIP_REASONS = {
+    "symlink": "a symlink, which may lead outside the input folder; --follow-symlinks lists it",
+    "not_a_regular_file": "not a regular file (FIFO, socket or device)",
+    "unreadable": "cannot stat it (vanished, dangling link or no permission)",
+    "undecodable_name": "its path is not valid UTF-8",
+}
+SkipCallback = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,29 +76,68 @@ def _is_document(name: str) -> bool:
     return name.lower().endswith(DOCUMENT_SUFFIXES)
 
 
-def _walk_local(root: Path, follow_symlinks: bool) -> Iterator[DocRef]:
+def _utf8(path: str) -> bool:
+    # os.walk hands undecodable bytes back as surrogates; such a name cannot become a URI,
+    # a doc_id or a Parquet string, nor be opened through pyarrow.
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _log_skip(reason: str, path: str) -> None:
+    log.warning("skipped %r: %s", path, SKIP_REASONS[reason])
+
+
+def _walk_local(root: Path, follow_symlinks: bool, seen_dirs: set[tuple[int, int]],
+                on_skip: SkipCallback) -> Iterator[DocRef]:
     real_root = root.resolve()
-    if root.is_file():
+    if not root.is_dir():  # a file named as an input is listed whatever its suffix
         st = root.stat()
-        yield DocRef(str(real_root), st.st_size, st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode):
+            on_skip("not_a_regular_file", str(real_root))
+        elif not _utf8(str(real_root)):
+            on_skip("undecodable_name", str(real_root))
+        else:
+            yield DocRef(str(real_root), st.st_size, st.st_mtime_ns)
         return
     for dirpath, dirnames, filenames in os.walk(real_root, followlinks=follow_symlinks):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames.clear()
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            # Reached again: a symlink (or bind mount) loop, or a folder listed twice. Without
+            # this a loop is walked until paths hit ELOOP, two loops exponentially often.
+            dirnames.clear()
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirnames.sort()
+        if not follow_symlinks:
+            for name in dirnames:  # os.walk leaves linked folders out without a word
+                if os.path.islink(os.path.join(dirpath, name)):
+                    on_skip("symlink", os.path.join(dirpath, name))
         for name in sorted(filenames):
             if not _is_document(name):
                 continue
             path = Path(dirpath) / name
+            if not _utf8(str(path)):
+                on_skip("undecodable_name", str(path))
+                continue
             if path.is_symlink() and not follow_symlinks:
-                continue  # a link may lead outside the root; --follow-symlinks opts in
-            real = path.resolve()
-            if not follow_symlinks and not real.is_relative_to(real_root):
+                on_skip("symlink", str(path))  # a link may lead outside the root; --follow-symlinks opts in
                 continue
             try:
-                st = real.stat()
+                st = path.stat()
             except OSError:
-                continue  # vanished or dangling link: nothing to read
-            if real.is_file():
-                yield DocRef(str(path), st.st_size, st.st_mtime_ns)
+                on_skip("unreadable", str(path))  # vanished, a dangling link or a link loop
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                on_skip("not_a_regular_file", str(path))  # a FIFO or device would hang or never end
+                continue
+            yield DocRef(str(path), st.st_size, st.st_mtime_ns)
 
 
 def _walk_remote(uri: str) -> Iterator[DocRef]:
@@ -106,8 +156,15 @@ def _walk_remote(uri: str) -> Iterator[DocRef]:
             yield DocRef(f"{scheme}://{info.path}", info.size, info.mtime_ns or 0)
 
 
-def iter_documents(roots: list[str], follow_symlinks: bool = False) -> Iterator[DocRef]:
-    """Every document under the given roots, each once, in a stable order."""
+def iter_documents(roots: list[str], follow_symlinks: bool = False,
+                   on_skip: SkipCallback | None = None) -> Iterator[DocRef]:
+    """Every document under the given roots, each folder walked once, in a stable order.
+
+    Local files that look like documents but are not listed are reported to
+    `on_skip(reason, path)` (reason: a key of SKIP_REASONS), by default as a logged warning.
+    """
+    on_skip = on_skip or _log_skip
+    seen_dirs: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every local folder walked
     for root in roots:
         if is_remote(root):
             yield from _walk_remote(root)
@@ -115,7 +172,7 @@ def iter_documents(roots: list[str], follow_symlinks: bool = False) -> Iterator[
         path = Path(root).expanduser()
         if not path.exists():
             raise StorageError(f"input {root!r} does not exist")
-        yield from _walk_local(path, follow_symlinks)
+        yield from _walk_local(path, follow_symlinks, seen_dirs, on_skip)
 
 
 def read_bytes(uri: str, limit: int) -> bytes:

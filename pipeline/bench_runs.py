@@ -1,0 +1,179 @@
+"""The three timed configurations, each over the same pages and the same model object.
+
+Every `generate` runs exactly `new_tokens` steps: `eos_token_id=None` removes the EOS stopping
+criterion, so neither a stop token from the model (baseline) nor the stop token the constrained
+decoder forces once a row's JSON is closed (pageray) ends a row or the batch early. A closed row
+keeps decoding (its extra tokens are ignored: ConstrainedBatch skips rows that are done), so the
+GPU does the same work as the baseline; only the share of steps that pay for a grammar mask
+differs, and the pageray row reports it (`json_tokens`).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable
+from unittest import mock
+
+from transformers import LogitsProcessor
+
+from extractors import extractor as extractor_module
+from extractors.extractor import ExtractSettings, Extractor
+from pipeline.bench_pages import page_batch, pil_image
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class _TimedProcessor(LogitsProcessor):
+    """Host time spent in a logits processor (xgrammar masks, forcing, log-softmax, syncs)."""
+
+    def __init__(self, inner, stats: dict):
+        self.inner, self.stats = inner, stats
+
+    def __call__(self, input_ids, scores):
+        t0 = time.perf_counter()
+        out = self.inner(input_ids, scores)
+        self.stats["logits_s"] += time.perf_counter() - t0
+        return out
+
+
+@contextmanager
+def fixed_length(model, new_tokens: int, constrained: bool, stats: dict):
+    """Make `model.generate` (as the extractor calls it) run exactly `new_tokens` steps, with or
+    without the extractor's logits processors. Restored on exit."""
+    real = model.generate
+
+    def generate(*args, **kwargs):
+        processors = kwargs.pop("logits_processor", None) or []
+        if constrained:
+            kwargs["logits_processor"] = [_TimedProcessor(p, stats) for p in processors]
+        kwargs.update(max_new_tokens=new_tokens, eos_token_id=None)
+        t0 = time.perf_counter()
+        out = real(*args, **kwargs)
+        stats["generate_s"] += time.perf_counter() - t0
+        stats["generated"] += out.shape[0] * (out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        del model.generate
+
+
+def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> Extractor:
+    """pageray's Extractor around the already loaded model (load_model is bypassed, once)."""
+    settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
+    loaded = (bench.model, bench.pageray_processor, bench.device)
+    with mock.patch.object(extractor_module, "load_model", lambda spec: loaded):
+        from extractors.loading import ModelSpec
+
+        return Extractor(ModelSpec(model=bench.label), schema, settings)
+
+
+def _new_stats() -> dict:
+    return {"logits_s": 0.0, "generate_s": 0.0, "generated": 0}
+
+
+def run_pageray(extractor: Extractor, pages: list[dict], new_tokens: int, constrained: bool) -> Callable:
+    """A zero-argument run over `pages` through Extractor.__call__; returns its stats."""
+    def run(subset: list[dict] | None = None) -> dict:
+        stats = _new_stats()
+        with fixed_length(extractor.model, new_tokens, constrained, stats):
+            table = extractor(page_batch(subset if subset is not None else pages))
+        rows = table.to_pylist()
+        stats["json_tokens"] = sum(r["output_tokens"] or 0 for r in rows)
+        stats["ok"] = sum(r["status"] == "ok" for r in rows)
+        stats["errors"] = sorted({r["error"] for r in rows if r["status"] == "model_error"})
+        return stats
+    return run
+
+
+def run_baseline(bench, prompt: str, pages: list[dict], new_tokens: int) -> Callable:
+    """The Idefics2 model card's loop: one page per processor call and per `generate`."""
+    import torch
+
+    processor, model = bench.baseline_processor, bench.model
+    pad = processor.tokenizer.pad_token_id
+
+    def run(subset: list[dict] | None = None) -> dict:
+        stats = _new_stats()
+        for page in subset if subset is not None else pages:
+            inputs = processor(text=prompt, images=[pil_image(page)], return_tensors="pt")
+            inputs = {k: v.to(bench.device) for k, v in inputs.items()}
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
+                                     eos_token_id=None, pad_token_id=pad)
+            stats["generate_s"] += time.perf_counter() - t0
+            new = out[:, inputs["input_ids"].shape[1]:]
+            stats["generated"] += new.numel()
+            processor.batch_decode(new, skip_special_tokens=True)
+        return stats
+    return run
+
+
+def _kernel_spans(prof) -> list[tuple[float, float]]:
+    """(start, end) in seconds of every GPU activity (kernels, copies) the profiler saw."""
+    from torch.autograd import DeviceType
+
+    spans = []
+    try:
+        for ev in prof.profiler.kineto_results.events():
+            if ev.device_type() == DeviceType.CUDA:
+                spans.append((ev.start_ns() / 1e9, (ev.start_ns() + ev.duration_ns()) / 1e9))
+    except (AttributeError, RuntimeError):
+        for ev in prof.events():
+            if ev.device_type == DeviceType.CUDA:
+                spans.append((ev.time_range.start / 1e6, ev.time_range.end / 1e6))
+    return spans
+
+
+def gpu_busy_fraction(fn: Callable[[], object]) -> float | None:
+    """Union of GPU activity intervals / wall time of `fn`, under torch.profiler (CUDA only)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    busy, end = 0.0, float("-inf")
+    for start, stop in sorted(_kernel_spans(prof)):
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return min(busy / wall, 1.0) if busy and wall > 0 else None
+
+
+def measure(run: Callable, pages: list[dict], device: str, warmup: list[dict] | None,
+            profile_pages: list[dict] | None) -> dict:
+    """Warm up, then one timed run over all pages (peak memory reset first), then optionally a
+    separate profiled run over `profile_pages` for the GPU busy fraction."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    if warmup:
+        run(warmup)
+    sync(device)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    stats = run(pages)
+    sync(device)
+    stats["wall_s"] = time.perf_counter() - t0
+    stats["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None
+    stats["gpu_busy"] = None
+    if cuda and profile_pages:
+        try:
+            stats["gpu_busy"] = gpu_busy_fraction(lambda: run(profile_pages))
+        except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the timings
+            stats["profile_error"] = f"{type(exc).__name__}: {exc}"
+    return stats

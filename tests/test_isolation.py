@@ -1,0 +1,217 @@
+"""pipeline.isolation: what a document does in its render child stays there. No Ray; Linux only.
+
+The slow documents here are real PDFs, not hooks: Form XObjects that each draw the next ten
+times, so a 1 KB file asks MuPDF for 10**9 fills (about seven minutes of CPU).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pymupdf
+import pytest
+from corpus import huge_image, nested_forms, raw_pdf, stream  # tests/ is on sys.path (rootdir conftest)
+from pipeline.datamodel import Status
+from pipeline.isolation import CRASH_HOOK_ENV, CPU_GRACE_S, IsolatedRenderer
+from pipeline.render import RenderLimits
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="rlimits and /proc are Linux behaviour")
+
+SMALL = RenderLimits(longest_edge_px=256, max_page_pixels=256 * 256)
+
+
+def pages_pdf(*slow: bool, depth: int = 9) -> bytes:
+    """One page per flag: a blue square, or (True) a page that takes 10**depth fills to draw."""
+    count, first_form = len(slow), 3 + 2 * len(slow)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Count %d /Kids [%s] >>" % (count, b" ".join(b"%d 0 R" % (3 + 2 * i)
+                                                                            for i in range(count)))]
+    for index, is_slow in enumerate(slow):
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                       b"/Resources << /XObject << /Fx %d 0 R >> >> >>" % (4 + 2 * index, first_form))
+        objects.append(stream(b"/Fx Do" if is_slow else b"0 0 1 rg 50 50 100 100 re f"))
+    for level in range(depth):
+        if level == depth - 1:
+            objects.append(stream(b"0 0 1 rg 0 0 10 10 re f", b"/Type /XObject /Subtype /Form /BBox [0 0 612 792]"))
+        else:
+            objects.append(stream(b"q %s Q" % b" ".join([b"/Fx Do"] * 10),
+                                  b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                                  b"/Resources << /XObject << /Fx %d 0 R >> >>" % (first_form + level + 1)))
+    return raw_pdf(objects)
+
+
+def render_children() -> list[int]:
+    """Pids of live render children: the children of this process's forkserver."""
+    def parent_of(pid: str) -> int | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2:].split()
+        return None if fields[0] == "Z" else int(fields[1])
+
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    servers = {int(p) for p in pids if parent_of(p) == os.getpid()
+               and b"multiprocessing.forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()}
+    return [int(p) for p in pids if parent_of(p) in servers]
+
+
+def wait_until(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def statuses(rows: list[dict]) -> list[str]:
+    return [row["status"] for row in rows]
+
+
+@pytest.fixture
+def fast_pdf() -> bytes:
+    return pages_pdf(False, False, False)
+
+
+def test_crash_hook_reaches_children_of_a_forkserver_started_before_it_was_set(monkeypatch, fast_pdf):
+    monkeypatch.delenv(CRASH_HOOK_ENV, raising=False)
+    assert statuses(list(IsolatedRenderer(SMALL)(fast_pdf, "warm_up.pdf"))) == ["ok"] * 3  # forkserver running
+    monkeypatch.setenv(CRASH_HOOK_ENV, "crash_me")
+    renderer = IsolatedRenderer(SMALL, retries=2)
+
+    [row] = list(renderer(fast_pdf, "crash_me.pdf"))
+    assert row["status"] == Status.RENDER_CRASH.value and row["page_index"] == 0
+    assert row["error"] == "renderer crashed with SIGABRT after 3 attempt(s)"
+    assert renderer.children_started == 3  # the first try and two retries
+    # the same renderer goes on with the next document
+    assert statuses(list(renderer(fast_pdf, "invoice.pdf"))) == ["ok"] * 3
+    assert renderer.children_started == 4
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_child_killed_mid_document_resumes_after_the_delivered_pages(fast_pdf, retries):
+    # Full-size pages (9 MB each) cannot fit the pipe, so the child is still alive, blocked
+    # sending page 2, when the first page reaches us.
+    renderer = IsolatedRenderer(RenderLimits(), retries=retries)
+    pages = renderer(fast_pdf, "three.pdf")
+    rows = [next(pages)]
+    [child] = render_children()
+    os.kill(child, signal.SIGSEGV)
+    rows += list(pages)
+    assert [row["page_index"] for row in rows] == [0, 1, 2][: len(rows)]
+    if retries:
+        assert statuses(rows) == ["ok"] * 3 and renderer.children_started == 2
+        assert all(row["image"] for row in rows)
+    else:
+        assert statuses(rows) == ["ok", "render_crash"]
+        assert rows[1]["page_count"] == 3 and "SIGSEGV after 1 attempt(s)" in rows[1]["error"]
+
+
+def test_timeout_keeps_the_pages_before_it_and_the_renderer_goes_on(fast_pdf):
+    renderer = IsolatedRenderer(SMALL, timeout_s=2)
+    list(renderer(fast_pdf, "warm_up.pdf"))  # forkserver start-up is not what is timed here
+    started = time.monotonic()
+    pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
+    first = next(pages)
+    first_after = time.monotonic() - started
+    rest = list(pages)
+    elapsed = time.monotonic() - started
+    assert first["status"] == "ok" and first_after < 1.5  # streamed, not held until the end
+    [timeout] = rest
+    assert (timeout["status"], timeout["page_index"], timeout["page_count"]) == ("render_timeout", 1, 2)
+    assert timeout["error"] == "render_timeout_s=2 exceeded after 1 page(s)"
+    assert 2 <= elapsed < 5 and 1900 < timeout["render_ms"] < 3000
+    assert renderer.children_started == 2  # a timeout is not retried
+    assert render_children() == []  # the slow child was killed, not left running
+    assert statuses(list(renderer(fast_pdf, "next.pdf"))) == ["ok"] * 3
+
+
+def test_a_slow_consumer_is_not_a_render_timeout(fast_pdf):
+    renderer = IsolatedRenderer(SMALL, timeout_s=1)
+    rows = []
+    for row in renderer(fast_pdf, "three.pdf"):
+        rows.append(row)
+        time.sleep(0.6)  # 1.8 s in all, well over timeout_s, spent downstream
+    assert statuses(rows) == ["ok"] * 3
+
+
+def test_a_child_nobody_waits_for_is_stopped_by_its_cpu_budget():
+    # After page 1 we stop reading: the child burns CPU on page 2 with no parent timer running.
+    renderer = IsolatedRenderer(SMALL, timeout_s=1)
+    pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
+    assert next(pages)["status"] == "ok"
+    started = time.monotonic()
+    wait_until(lambda: render_children() == [], timeout_s=30)
+    assert time.monotonic() - started < 1 + CPU_GRACE_S + 5  # the kernel stopped it at its budget
+    [row] = list(pages)
+    assert (row["status"], row["page_index"]) == ("render_timeout", 1)
+    assert row["error"] == "render_timeout_s=1 exceeded: the renderer ran out of CPU time after 1 page(s)"
+
+
+def test_memory_limit_makes_a_row_and_leaves_the_parent_alone():
+    parent_limit = resource.getrlimit(resource.RLIMIT_AS)
+    big = RenderLimits(longest_edge_px=8192, max_page_pixels=8192 * 8192)  # a 155 MB pixmap
+    data = huge_image()
+    tight = IsolatedRenderer(big, memory_mb=64)
+    [row] = list(tight(data, "huge.pdf"))
+    assert row["status"] == Status.RENDER_MEMORY.value and row["image"] is None
+    assert row["error"].startswith("render_memory_mb=64 exceeded: page 1 of 1:")
+    # the limit, not the document, made the difference
+    [row] = list(IsolatedRenderer(big, memory_mb=1024)(data, "huge.pdf"))
+    assert (row["status"], row["image_width"], row["image_height"]) == ("ok", 6331, 8192)
+    # a page that fits renders under the same 64 MB, and the parent has no limit
+    assert statuses(list(IsolatedRenderer(SMALL, memory_mb=64)(pages_pdf(False), "small.pdf"))) == ["ok"]
+    assert resource.getrlimit(resource.RLIMIT_AS) == parent_limit
+    assert len(bytearray(256 * 1024 * 1024)) == 256 * 1024 * 1024
+
+
+def test_abandoned_document_kills_its_child(fast_pdf):
+    pages = IsolatedRenderer(RenderLimits())(fast_pdf, "three.pdf")
+    next(pages)
+    assert len(render_children()) == 1
+    pages.close()
+    assert render_children() == []
+
+
+def test_child_neither_reruns_the_main_script_nor_prints_mupdf_errors(tmp_path):
+    # In a Ray worker __main__ is Ray's default_worker.py; re-running it per document cost
+    # 0.3 s each. MuPDF prints errors to stdout unless told not to.
+    marker = tmp_path / "main_imports"
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        with open({str(marker)!r}, "a") as f:
+            f.write("imported\\n")
+        from corpus import nested_forms
+        from pipeline.isolation import IsolatedRenderer
+        from pipeline.render import RenderLimits, render_document
+
+        if __name__ == "__main__":
+            data = nested_forms(200)  # MuPDF: "exception stack overflow"
+            renderer = IsolatedRenderer(RenderLimits(longest_edge_px=256, max_page_pixels=256 * 256))
+            for _ in range(3):
+                print([row["status"] for row in renderer(data, "deep.pdf")], flush=True)
+            print("--- in process:", flush=True)
+            print([row["status"] for row in render_document(data, "deep.pdf", renderer.limits)], flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    isolated, in_process = done.stdout.split("--- in process:")
+    assert isolated.split() == ["['render_error']"] * 3 and "MuPDF error" not in done.stderr
+    assert "MuPDF error: exception stack overflow" in in_process  # the control: it does print
+    assert marker.read_text() == "imported\n"
+
+
+def test_pdf_with_a_text_layer_keeps_it_through_the_pipe():
+    with pymupdf.open() as doc:
+        doc.new_page().insert_text((72, 72), "Total due: 42.00 EUR")
+        data = doc.tobytes()
+    [row] = list(IsolatedRenderer(SMALL)(data, "text.pdf"))
+    assert row["status"] == "ok" and "Total due: 42.00 EUR" in row["text_layer"]
+    assert len(row["image"]) == row["image_width"] * row["image_height"] * 3

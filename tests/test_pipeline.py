@@ -1,0 +1,72 @@
+"""The whole pipeline on a local Ray: real PyMuPDF, the tiny Idefics2, Parquet read by DuckDB."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.errors import ConfigError
+from pipeline.run import run_extraction
+
+pytestmark = pytest.mark.slow
+
+
+def config(inputs, out, model, **kw):
+    values = dict(inputs=[str(i) for i in inputs], out=str(out), schema_ref="invoice", model=str(model),
+                  max_new_tokens=48, batch_size=4)
+    values.update(kw)
+    return RunConfig.build(**values)
+
+
+@pytest.fixture(scope="module")
+def invoice_run(ray_local, samples, tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return out, run_extraction(config([samples], out, tiny_model))
+
+
+def test_every_file_has_rows_and_ok_rows_are_valid(invoice_run, samples):
+    out, record = invoice_run
+    assert record["state"] == "succeeded"
+    rows = duckdb.sql(f"select source_uri, page_index, status, valid, truncated, fields "
+                      f"from read_parquet('{out}/data/*.parquet')").fetchall()
+    files = {Path(r[0]).name for r in rows}
+    assert files == {p.name for p in samples.iterdir()}
+    ok = [r for r in rows if r[2] == "ok"]
+    assert len(ok) >= 6, "real ok rows from the tiny model, not only error rows"
+    assert all(r[3] is True and r[5] is not None for r in ok)
+    statuses = {r[2] for r in rows}
+    assert {"render_error", "encrypted"} <= statuses
+    keys = [(r[0], r[1]) for r in rows]
+    assert len(keys) == len(set(keys)), "each page exactly once"
+    assert sum(record["counts"].values()) == len(rows)
+
+
+def test_output_types_are_analytics_ready(invoice_run):
+    out, _ = invoice_run
+    con = duckdb.connect()
+    types = dict(con.sql(f"select column_name, column_type from (describe select fields.total as total, "
+                         f"fields.line_items as line_items, fields.invoice_date as d, created_at "
+                         f"from read_parquet('{out}/data/*.parquet'))").fetchall())
+    assert types["total"] == "DOUBLE"
+    assert types["line_items"].startswith("STRUCT(") and types["line_items"].endswith("[]")
+    assert types["d"] == "DATE"
+    assert types["created_at"].startswith("TIMESTAMP WITH TIME ZONE")
+    meta = con.sql(f"select distinct compression from parquet_metadata('{out}/data/*.parquet')").fetchall()
+    assert {m[0].upper() for m in meta} == {"ZSTD"}
+
+
+def test_run_record_and_folder_manifest(invoice_run):
+    out, record = invoice_run
+    saved = json.loads((out / "_runs" / f"{record['run_id']}.json").read_text())
+    assert saved["config"]["schema_ref"] == "invoice" and saved["state"] == "succeeded"
+    assert saved["versions"]["transformers"] and saved["schema"]["id"]
+    assert json.loads((out / "_pageray.json").read_text())["schema_name"] == "invoice"
+
+
+def test_another_schema_is_refused_in_the_same_folder(invoice_run, samples, tiny_model):
+    out, _ = invoice_run
+    with pytest.raises(ConfigError, match="--append"):
+        run_extraction(config([samples], out, tiny_model, schema_ref="receipt"))
