@@ -27,7 +27,9 @@ def print_summary(record: dict) -> None:
     counts = record.get("counts", {})
     plan = record.get("plan", {})
     typer.echo(f"run {record['run_id']}: {record['state']} in {record.get('wall_s')} s")
-    typer.echo(f"  documents planned: {plan.get('documents', 0)}  skipped: {plan.get('skipped', {})}")
+    typer.echo(f"  documents: new {plan.get('new', 0)}, changed {plan.get('changed', 0)}, resumed "
+               f"{plan.get('resumed', 0)}, forced {plan.get('forced', 0)}, skipped {plan.get('skipped', 0)}; "
+               f"with errors {record.get('documents_with_errors', 0)}")
     typer.echo(f"  pages: {record.get('pages', 0)}  by status: {json.dumps(counts, sort_keys=True)}")
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
 
@@ -70,6 +72,29 @@ def extract(
     except (FatalError, ValueError) as exc:
         fail(exc)
     print_summary(record)
+
+
+@app.command()
+def plan(
+    inputs: List[str] = typer.Argument(..., help="files, folders or s3:// prefixes"),
+    out: str = typer.Option(..., "--out"),
+    schema: str = typer.Option("transcribe", "--schema"),
+    force: bool = typer.Option(False, "--force"),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
+) -> None:
+    """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
+    from pipeline.plan import SHARD_DOCS, make_plan
+    from pipeline.records import OutputFolder
+
+    try:
+        config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema, force=force,
+                                 follow_symlinks=follow_symlinks)
+        summary = make_plan(config, OutputFolder(config.out), write=False).summary()
+    except (FatalError, ValueError) as exc:
+        fail(exc)
+    summary.pop("uri")
+    summary["shard_size"] = SHARD_DOCS
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @schemas_app.command("list")

@@ -1,22 +1,27 @@
 """Planning a run: which documents to process, streamed to Parquet shards.
 
-The listing is consumed as a stream and written in shards, so the driver's memory does not
-grow with the corpus. Ray Data reads the shards back; the driver never reads a document.
+Each listed document is compared with what the output already holds (`pipeline.index`):
+new, changed (same location, other size/mtime), resumed (same version, some pages committed
+by a run that was killed), skipped (complete), or forced. The listing is consumed as a stream
+and written in shards, so the driver's memory does not grow with the corpus.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
+from pipeline.index import OutputIndex, load_index
 from pipeline.records import RUNS_DIR, OutputFolder
 from pipeline.storage import DocRef, is_remote, iter_documents, join
 
 SHARD_DOCS = 50_000
-PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()),
-                         ("size", pa.int64()), ("mtime_ns", pa.int64())])
+BYTES_PER_PAGE_GUESS = 60_000  # for never-seen documents; known ones use their page_count
+PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("size", pa.int64()),
+                         ("mtime_ns", pa.int64()), ("kind", pa.string()), ("done_pages", pa.list_(pa.int32()))])
 
 
 @dataclass
@@ -26,32 +31,67 @@ class Plan:
     documents: int = 0
     bytes: int = 0
     shards: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+    estimated_pages: int = 0
+    kinds: Counter = field(default_factory=Counter)
+    # doc_id -> (size, mtime) of the version that stays; other versions' rows get dropped
+    superseded: dict[str, tuple[int, int]] = field(default_factory=dict)
+    forced: set[str] = field(default_factory=set)
 
     def summary(self) -> dict:
         return {"uri": self.uri, "documents": self.documents, "bytes": self.bytes, "shards": self.shards,
-                "skipped": dict(self.skipped)}
+                "estimated_pages": self.estimated_pages, "new": self.kinds["new"],
+                "changed": self.kinds["changed"], "resumed": self.kinds["resumed"],
+                "forced": self.kinds["forced"], "skipped": self.kinds["skipped"]}
 
 
-def _write_shard(folder: OutputFolder, plan: Plan, docs: list[DocRef]) -> None:
-    table = pa.table({"doc_id": [d.doc_id for d in docs], "source_uri": [d.uri for d in docs],
-                      "size": [d.size for d in docs], "mtime_ns": [d.mtime_ns for d in docs]}, schema=PLAN_SCHEMA)
+def classify(doc: DocRef, index: OutputIndex, force: bool) -> tuple[str, list[int], int | None]:
+    """(kind, pages already committed, known page count) for one listed document."""
+    versions = index.versions(doc.doc_id)
+    current = versions.get((doc.size, doc.mtime_ns))
+    known = current.page_count if current else None
+    if force:
+        return ("forced" if versions else "new"), [], known
+    if not versions:
+        return "new", [], None
+    if current is None:
+        return "changed", [], None
+    if current.complete():
+        return "skipped", [], known
+    return "resumed", sorted(current.pages), known
+
+
+def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
+    cols = list(zip(*rows))
+    table = pa.table(dict(zip(PLAN_SCHEMA.names, cols)), schema=PLAN_SCHEMA)
     folder.fs.create_dir(plan.path, recursive=True)
     pq.write_table(table, f"{plan.path}/shard-{plan.shards:05d}.parquet", filesystem=folder.fs)
-    plan.shards += 1
 
 
-def write_plan(config: RunConfig, folder: OutputFolder) -> Plan:
+def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True) -> Plan:
     path = f"{folder.path}/{RUNS_DIR}/{config.run_id}/plan"
     plan = Plan(uri=join(config.out, RUNS_DIR, config.run_id, "plan") if is_remote(config.out) else path, path=path)
-    buf: list[DocRef] = []
+    index = load_index(folder)
+    buf: list[tuple] = []
     for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks):
-        buf.append(doc)
+        kind, done, known_pages = classify(doc, index, config.force)
+        plan.kinds[kind] += 1
+        if kind == "skipped":
+            continue
+        if kind == "forced":
+            plan.forced.add(doc.doc_id)
+        if any(v != (doc.size, doc.mtime_ns) for v in index.versions(doc.doc_id)):
+            plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
         plan.documents += 1
         plan.bytes += doc.size
+        plan.estimated_pages += known_pages or max(1, doc.size // BYTES_PER_PAGE_GUESS)
+        buf.append((doc.doc_id, doc.uri, doc.size, doc.mtime_ns, kind, done))
         if len(buf) >= SHARD_DOCS:
-            _write_shard(folder, plan, buf)
+            if write:
+                _write_shard(folder, plan, buf)
+            plan.shards += 1
             buf = []
     if buf:
-        _write_shard(folder, plan, buf)
+        if write:
+            _write_shard(folder, plan, buf)
+        plan.shards += 1
     return plan

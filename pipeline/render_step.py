@@ -70,5 +70,8 @@ class RenderDocuments:
             return
         base["doc_sha256"] = hashlib.sha256(data).hexdigest()
         name = doc["source_uri"].rsplit("/", 1)[-1]
+        committed = doc.get("done_pages")  # pages an earlier, interrupted run already committed
+        done = {int(p) for p in committed} if committed is not None else set()
         for page in self.renderer(data, name):
-            yield {**base, **page}
+            if page["page_index"] not in done:
+                yield {**base, **page}

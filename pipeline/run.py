@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
-from pipeline.plan import write_plan
+from pipeline.compact import drop_superseded
+from pipeline.plan import make_plan
 from pipeline.records import OutputFolder, utc_now, versions
 from pipeline.render_step import RenderDocuments
 from pipeline.writer import CommitPages
@@ -70,7 +71,7 @@ def build_dataset(config: RunConfig, plan_uri: str):
                         batch_size=config.batch_size, batch_format="pyarrow", **extractor_pool(config))
     ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
                                                             "schema": output_schema(arrow_type(schema))},
-                        batch_format="pyarrow", concurrency=1, num_cpus=0)
+                        batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0)
     return ds
 
 
@@ -89,7 +90,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     }
     folder.write_run(record)
     t0 = time.monotonic()
-    plan = write_plan(config, folder)
+    plan = make_plan(config, folder)
     record.update(state="running", plan=plan.summary())
     folder.write_run(record)
     counts: Counter = Counter()
@@ -109,6 +110,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
                     record.update(counts=dict(counts), pages=pages)
                     folder.write_run(record)
                     last = time.monotonic()
+        record["superseded_files_rewritten"] = drop_superseded(folder, config.run_id, plan.superseded, plan.forced)
         state = "succeeded"
     except BaseException:
         state = "failed"
