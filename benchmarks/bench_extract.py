@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--processor", default=None,
                    help="random-8b only: folder or hub id of a real Idefics2 processor (tokenizer, no weights)")
+    p.add_argument("--probe-bucketing", action="store_true",
+                   help="add a pageray-bucketed row: the extractor called once per page shape")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up batch per configuration")
     p.add_argument("--no-profile", action="store_true", help="skip the profiled pass that measures GPU busy")
     p.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="also write the rows as JSON to OUT")
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench_command(json_out=args.json_out, model=args.model, pages=args.pages, new_tokens=args.new_tokens,
                       batch_size=args.batch_size, schema=args.schema, device=args.device,
-                      processor=args.processor, warmup=not args.no_warmup, profile=not args.no_profile)
+                      processor=args.processor, probe_bucketing=args.probe_bucketing, warmup=not args.no_warmup, profile=not args.no_profile)
     except (ValueError, FatalError) as exc:
         print(f"bench_extract: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Same device, same pages, same model object, fixed output length. Rows:
   pageray                extractors.extractor.Extractor.__call__: its batching, its processor
                          settings, xgrammar-constrained decoding
   pageray-unconstrained  the same extractor with its logits processors removed
+  pageray-bucketed       (opt-in probe) the extractor called once per page shape
   cpu-render, cpu-preprocess, cpu-stage
                          PyMuPDF at 1960 px and Idefics2 preprocessing, one process
   floor                  roofline pages/s from page FLOPs, decode bytes and measured device rates
@@ -40,6 +41,7 @@ class BenchOptions:
     warmup: bool = True        # one untimed batch per configuration first
     profile: bool = True       # GPU only: a separate profiled pass for the busy fraction
     processor: str | None = None  # random-8b only: a real Idefics2 processor folder / hub id
+    probe_bucketing: bool = False  # also run pageray once per page shape (no cross-shape padding)
 
     def __post_init__(self) -> None:
         for name in ("pages", "new_tokens", "batch_size"):
@@ -65,8 +67,10 @@ def _model_row(name: str, stats: dict, n: int, opts: BenchOptions, device: str, 
     wall = stats["wall_s"]
     return {"name": name, "device": device, "pages": n, "batch": batch, "new_tokens": opts.new_tokens,
             "wall_s": wall, "pages_per_s": n / wall, "tokens_per_s": stats["generated"] / wall,
+            "pages_per_cpu_s": n / stats["cpu_s"] if stats["cpu_s"] else None,
             "peak_mem_gib": stats["peak_mem_gib"], "gpu_busy": stats["gpu_busy"],
-            "generate_s": stats["generate_s"], "logits_processor_s": stats["logits_s"], "note": note}
+            "generate_s": stats["generate_s"], "logits_processor_s": stats["logits_s"],
+            "note": note + (f"; GPU busy n/a: {stats['profile_error']}" if "profile_error" in stats else "")}
 
 
 def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None] = _log) -> list[dict]:
@@ -100,17 +104,26 @@ def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None]
     unc = measure(run_pageray(ex, pages, opts.new_tokens, False), pages, device,
                   first if warm else None, first if opts.profile else None)
 
+    probe = None
+    if opts.probe_bucketing:
+        log("probe: pageray called once per page shape")
+        probe = measure(run_pageray(ex, pages, opts.new_tokens, True, bucketed=True), pages, device,
+                        first if warm else None, first if opts.profile else None)
+
     n, total = len(pages), len(pages) * opts.new_tokens
     overhead = 100.0 * (con["wall_s"] / unc["wall_s"] - 1.0)
     model_rows = [
         _model_row("baseline", base, n, opts, kind, 1, f"{bench.label}; sdpa; model-card processor"),
         _model_row("pageray", con, n, opts, kind, opts.batch_size,
-                   f"{attn}; constrained +{overhead:.1f}% wall vs unconstrained; "
+                   f"{attn}; constrained {overhead:+.1f}% wall vs unconstrained; "
                    f"JSON tokens {con['json_tokens']}/{total} (rest: decoding after the JSON closed); "
                    f"ok {con['ok']}/{n}" + (f"; errors {con['errors']}" if con["errors"] else "")),
         _model_row("pageray-unconstrained", unc, n, opts, kind, opts.batch_size, f"{attn}; no logits processor"),
     ]
     model_rows[1]["constrained_overhead_pct"] = overhead
+    if probe is not None:
+        model_rows.append(_model_row("pageray-bucketed", probe, n, opts, kind, opts.batch_size,
+                                     f"{attn}; probe, not pageray: one extractor call per page shape"))
 
     log("measuring device matmul rate and copy bandwidth")
     rates = measure_device(device, bench.model.dtype)
@@ -123,7 +136,8 @@ def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None]
         "pages_per_s": floor_pps, "tokens_per_s": floor_pps * opts.new_tokens,
         "flops_per_s": rates["flops_per_s"], "bytes_per_s": rates["bytes_per_s"], "gflop_per_page": gflops,
         "note": (f"matmul {rates['matmul']} {rates['flops_per_s'] / 1e12:.2f} TFLOP/s, copy "
-                 f"{rates['bytes_per_s'] / 1e9:.0f} GB/s; {gflops:.1f} GFLOP/page; per page: vision+prefill "
+                 f"{rates['bytes_per_s'] / 1e9:.0f} GB/s; {gflops:.1f} GFLOP/page; prompt "
+                 f"{sum(t for _, t in geometry) / n:.0f} tokens/page; per page: vision+prefill "
                  f"{1e3 * floor['prefill_s']:.2f} ms, decode {1e3 * floor['decode_s']:.2f} ms"),
     }
     for row in model_rows:

@@ -110,16 +110,16 @@ def floor_seconds_per_page(config, pages: Iterable[tuple[Sequence[int], int]], n
 
 
 def measure_device(device: str, dtype=None) -> dict:
-    """Achieved matmul FLOP/s (bf16 8192^2 on GPU, fp32 2048^2 on CPU) and copy bandwidth
+    """Achieved matmul FLOP/s (bf16 8192^2 on GPU, fp32 1024^2 on CPU) and copy bandwidth
     (bytes read + written by one large device-to-device copy)."""
     import torch
 
     cuda = device.startswith("cuda")
     dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
-    n, iters = (8192, 20) if cuda else (2048, 3)
+    n, iters = (8192, 20) if cuda else (1024, 5)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    copy_elems = (1 << 30) // 2 if cuda else (1 << 26)  # 1 GiB bf16 on GPU, 256 MiB fp32 on CPU
+    copy_elems = (1 << 30) // 2 if cuda else (1 << 24)  # 1 GiB bf16 on GPU, 64 MiB fp32 on CPU
     src = torch.empty(copy_elems, device=device, dtype=dtype).fill_(1)
     dst = torch.empty_like(src)
 

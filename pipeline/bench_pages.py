@@ -105,8 +105,8 @@ def cpu_stage_rows(n_pages: int, render: dict, preprocess: dict, processor_name:
     time) and per process (wall time)."""
     def row(name: str, wall: float, cpu: float, note: str) -> dict:
         return {"name": name, "device": "cpu (1 process)", "pages": n_pages,
-                "pages_per_s": n_pages / wall if wall else float("inf"),
-                "pages_per_cpu_s": n_pages / cpu if cpu else float("inf"), "wall_s": wall, "note": note}
+                "pages_per_s": n_pages / wall if wall else None,
+                "pages_per_cpu_s": n_pages / cpu if cpu else None, "wall_s": wall, "note": note}
 
     both_wall = render["wall_s"] + preprocess["wall_s"]
     both_cpu = render["cpu_s"] + preprocess["cpu_s"]

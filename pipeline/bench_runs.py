@@ -79,13 +79,24 @@ def _new_stats() -> dict:
     return {"logits_s": 0.0, "generate_s": 0.0, "generated": 0}
 
 
-def run_pageray(extractor: Extractor, pages: list[dict], new_tokens: int, constrained: bool) -> Callable:
-    """A zero-argument run over `pages` through Extractor.__call__; returns its stats."""
+def shape_groups(pages: list[dict]) -> list[list[dict]]:
+    """Pages grouped by exact raster size, in first-seen order (a probe for shape bucketing)."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in pages:
+        groups.setdefault((p["image_width"], p["image_height"]), []).append(p)
+    return list(groups.values())
+
+
+def run_pageray(extractor: Extractor, pages: list[dict], new_tokens: int, constrained: bool,
+                bucketed: bool = False) -> Callable:
+    """A run over `pages` (or a subset) through Extractor.__call__; returns its stats. `bucketed`
+    calls the extractor once per page shape, so no batch pads one shape up to another."""
     def run(subset: list[dict] | None = None) -> dict:
-        stats = _new_stats()
+        stats, rows = _new_stats(), []
+        todo = subset if subset is not None else pages
         with fixed_length(extractor.model, new_tokens, constrained, stats):
-            table = extractor(page_batch(subset if subset is not None else pages))
-        rows = table.to_pylist()
+            for group in shape_groups(todo) if bucketed else [todo]:
+                rows += extractor(page_batch(group)).to_pylist()
         stats["json_tokens"] = sum(r["output_tokens"] or 0 for r in rows)
         stats["ok"] = sum(r["status"] == "ok" for r in rows)
         stats["errors"] = sorted({r["error"] for r in rows if r["status"] == "model_error"})
@@ -144,12 +155,18 @@ def gpu_busy_fraction(fn: Callable[[], object]) -> float | None:
         fn()
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
+    busy = union_seconds(_kernel_spans(prof))
+    return min(busy / wall, 1.0) if busy and wall > 0 else None
+
+
+def union_seconds(spans) -> float:
+    """Length of the union of (start, end) intervals: overlapping kernels count once."""
     busy, end = 0.0, float("-inf")
-    for start, stop in sorted(_kernel_spans(prof)):
+    for start, stop in sorted(spans):
         if stop > end:
             busy += stop - max(start, end)
             end = stop
-    return min(busy / wall, 1.0) if busy and wall > 0 else None
+    return busy
 
 
 def measure(run: Callable, pages: list[dict], device: str, warmup: list[dict] | None,
@@ -165,10 +182,10 @@ def measure(run: Callable, pages: list[dict], device: str, warmup: list[dict] | 
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = run(pages)
     sync(device)
-    stats["wall_s"] = time.perf_counter() - t0
+    stats["wall_s"], stats["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     stats["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None
     stats["gpu_busy"] = None
     if cuda and profile_pages:

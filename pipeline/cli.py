@@ -147,5 +147,24 @@ def status(out: str = typer.Argument(..., help="an output folder")) -> None:
         fail(exc)
 
 
+@app.command()
+def bench(
+    model: str = typer.Option("tiny", "--model", help="tiny | random-8b (GPU) | checkpoint folder or hub id"),
+    pages: int = typer.Option(16, "--pages"),
+    new_tokens: int = typer.Option(128, "--new-tokens", help="fixed output length (EOS ignored)"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    schema: str = typer.Option("invoice", "--schema"),
+    json_out: Optional[str] = typer.Option(None, "--json", help="also write the rows as JSON"),
+) -> None:
+    """Baseline (model-card recipe) vs pageray's extractor, same device/pages/model; table printed last."""
+    from pipeline.bench import bench_command
+
+    try:
+        bench_command(json_out=json_out, echo=typer.echo, model=model, pages=pages, new_tokens=new_tokens,
+                      batch_size=batch_size, schema=schema)
+    except (FatalError, ValueError) as exc:
+        fail(exc)
+
+
 def main() -> None:  # pragma: no cover
     app(sys.argv[1:])

@@ -27,8 +27,9 @@ def _init_ray() -> None:
     ctx.enable_progress_bars = False
 
     if not ray.is_initialized():
-        # RAY_ADDRESS (set by `ray job submit`) joins the cluster; otherwise a local one starts.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False,
+        # RAY_ADDRESS (set by `ray job submit`, or "auto") joins a cluster; otherwise a fresh local
+        # one starts, never a leftover from a killed run that still holds its resources.
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False,
                  runtime_env={"env_vars": {k: v for k, v in os.environ.items()
                                            if k.startswith(("PAGERAY_", "HF_", "AWS_"))}})
 

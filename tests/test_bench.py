@@ -66,12 +66,21 @@ def test_decode_bytes_and_floor(tiny_config):
     assert slow["decode_s"] > fast["decode_s"] > 0 and slow["prefill_s"] == fast["prefill_s"] > 0
 
 
+def test_busy_time_is_the_union_of_kernel_intervals():
+    from pipeline.bench_runs import union_seconds
+
+    assert union_seconds([(0.0, 1.0), (0.5, 1.5), (3.0, 4.0), (3.2, 3.4)]) == pytest.approx(2.5)
+    assert union_seconds([]) == 0.0
+
+
 def test_options_and_table():
     assert bench_command_options(model="tiny", pages=None) == BenchOptions(model="tiny")
     with pytest.raises(ValueError, match="unknown bench option"):
         bench_command_options(pagez=3)
     with pytest.raises(ValueError, match="new_tokens"):
         BenchOptions(new_tokens=0)
+    with pytest.raises(ValueError, match="random-8b"):  # refused before any work on a CPU machine
+        bench_command(model="random-8b", device="cpu", log=lambda msg: None)
     text = format_table([{"name": "x", "pages_per_s": 1.5, "gpu_busy": None, "note": "n"}])
     assert "x" in text and "1.5" in text and "n/a" in text
 
@@ -79,7 +88,7 @@ def test_options_and_table():
 def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path):
     out, printed = tmp_path / "bench.json", []
     rows = bench_command(json_out=str(out), echo=printed.append, log=lambda msg: None,
-                         model="tiny", pages=2, new_tokens=8, batch_size=2, device="cpu")
+                         model="tiny", pages=2, new_tokens=8, batch_size=2, device="cpu", warmup=False)
     by_name = {r["name"]: r for r in rows}
     assert set(ROWS) <= set(by_name)
     for name in ROWS:

@@ -68,6 +68,8 @@ def test_killed_runs_resume_to_exactly_once(samples, tiny_model, tmp_path):
     assert wait_for(lambda: len(parts(out)) >= 1, 300), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the killed run's own local Ray (gcs, raylet, workers) would otherwise keep both cores busy
+    subprocess.run(["pkill", "-9", "-f", "ray::MapWorker"], check=False)
     committed_after_kill = len(parts(out))
 
     # 2. resubmit; an extractor actor is killed mid-batch while it runs

@@ -1,0 +1,240 @@
+"""Real Ray nodes on 127.0.0.1 for the slow tests: `ray start --block` processes, one per node.
+
+Each node is a `ray start --block` child in its own process group (so ending the group ends
+the raylet, the object store, the GCS and every worker it started), its own short temp dir
+(Ray allows --temp-dir per node; unix socket paths must stay under 108 bytes) and its own
+ports, so two nodes can share this machine and tests can run beside each other.
+
+Ray's dashboard requires token authentication, so every cluster gets a token; the same
+RAY_AUTH_MODE / RAY_AUTH_TOKEN must be in the environment of every node, driver and CLI call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster_env(**extra: str) -> dict[str, str]:
+    """Environment for nodes, drivers and `ray` CLI calls of one new cluster (fresh token)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           # The machine is shared: Ray's own OOM killer would kill this cluster's workers for
+           # memory that other processes use. The kernel's OOM killer still guards the machine.
+           "RAY_memory_monitor_refresh_ms": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _own_group_dies_with_parent() -> None:
+    """In the child before exec: a new session (so the whole node can be signalled as one
+    process group), and SIGTERM when the test process dies, so a killed pytest leaves no node."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen
+    temp_dir: str
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)  # the node's own group: see _own_group_dies_with_parent
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM the node's process group, then SIGKILL the group and any process of this node
+        that left it (found by the node's unique temp dir on its command line); remove the dir."""
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in self._stragglers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not os.environ.get("PAGERAY_TEST_KEEP_RAY_LOGS"):  # set it to debug a failed run
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _stragglers(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if any(self.temp_dir.encode() + end in cmdline + b"\0" for end in (b"/", b"\0")):
+                found.append(int(entry.name))
+        return found
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class Cluster:
+    """A head (GCS + dashboard/job server) and any number of worker nodes on this machine."""
+    env: dict[str, str]
+    gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    nodes: list[Node] = field(default_factory=list)
+    _worker_ports: int = 10002
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_address(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _start(self, args: list[str], name: str) -> Node:
+        temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        log = Path(tempfile.mkstemp(prefix=f"pageray-{name}-", suffix=".log", dir="/tmp")[1])
+        # Disjoint worker port ranges below the ephemeral range: two raylets never race for one.
+        lo, self._worker_ports = self._worker_ports, self._worker_ports + 1000
+        cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1",
+               f"--temp-dir={temp_dir}", "--disable-usage-stats", "--object-store-memory=300000000",
+               f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+               f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+               f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+               f"--min-worker-port={lo}", f"--max-worker-port={lo + 999}", *args]
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                                    preexec_fn=_own_group_dies_with_parent)
+        node = Node(proc, temp_dir, log)
+        self.nodes.append(node)
+        return node
+
+    def start_head(self, num_cpus: int, num_gpus: int = 0, dashboard: bool = True) -> Node:
+        args = ["--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
+                f"--ray-client-server-port={free_port()}"]
+        if dashboard:
+            args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
+        else:
+            args += ["--include-dashboard=false"]
+        return self._start(args, "head")
+
+    def start_worker(self, num_cpus: int, num_gpus: int = 0) -> Node:
+        return self._start([f"--address={self.gcs_address}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"],
+                           "worker")
+
+    def alive_nodes(self) -> list[dict]:
+        """`ray.nodes()` of the cluster, asked from a separate process (this one stays Ray-free)."""
+        code = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR'); "
+                "print(json.dumps([{'NodeID': n['NodeID'], 'Resources': n['Resources']} "
+                "for n in ray.nodes() if n['Alive']]))" % self.gcs_address)
+        try:
+            r = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
+                               timeout=45)
+        except subprocess.TimeoutExpired:
+            return []
+        if r.returncode != 0:
+            return []
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def wait_for_nodes(self, count: int, timeout: float = 120) -> list[dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive()
+            nodes = self.alive_nodes()
+            if len(nodes) >= count:
+                return nodes
+            time.sleep(1)
+        raise TimeoutError(f"cluster did not reach {count} nodes in {timeout} s\n" + self.logs())
+
+    def wait_for_job_server(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive()
+            r = subprocess.run([str(BIN / "ray"), "job", "list", "--address", self.dashboard_address],
+                               env=self.env, capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"job server did not come up in {timeout} s\n" + self.logs())
+
+    def _check_alive(self) -> None:
+        dead = [n for n in self.nodes if not n.alive()]
+        if dead:
+            raise RuntimeError("a `ray start --block` process exited early\n" + self.logs())
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n.log} ---\n{n.log_tail()}" for n in self.nodes)
+
+    def stop(self) -> None:
+        # All nodes at once (`ray start --block` takes a while to wind down), then wait for each.
+        for node in self.nodes:
+            node.signal(signal.SIGTERM)
+        for node in reversed(self.nodes):
+            node.stop()
+        for node in self.nodes:
+            if not os.environ.get("PAGERAY_TEST_KEEP_RAY_LOGS"):
+                node.log.unlink(missing_ok=True)
+        self.nodes.clear()
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def submit_job(cluster: Cluster, args: list[str], timeout: float = 600) -> tuple[subprocess.CompletedProcess, str]:
+    """`ray job submit --working-dir REPO -- python -m jobs.extract ARGS`; (process, its final status)."""
+    import re
+
+    job = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
+         "--", "python", "-m", "jobs.extract", *args],
+        env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    found = re.search(r"raysubmit_\w+", job.stdout + job.stderr)
+    status = "UNKNOWN"
+    if found:
+        r = subprocess.run([sys.executable, "-c", "from ray.job_submission import JobSubmissionClient as C; "
+                            f"print(C({cluster.dashboard_address!r}).get_job_status({found.group(0)!r}).value)"],
+                           env=cluster.env, capture_output=True, text=True, timeout=60)
+        status = r.stdout.strip() or "UNKNOWN: " + r.stderr[-500:]
+    return job, status
