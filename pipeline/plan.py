@@ -19,6 +19,9 @@ from pipeline.records import RUNS_DIR, OutputFolder
 from pipeline.storage import DocRef, is_remote, iter_documents, join
 
 SHARD_DOCS = 50_000
+# Documents per Ray Data block: a block is what one task renders, extracts and commits as one
+# part file, so it bounds what a kill can lose (and how small the output files get).
+DOCS_PER_BLOCK = 8
 BYTES_PER_PAGE_GUESS = 60_000  # for never-seen documents; known ones use their page_count
 PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("size", pa.int64()),
                          ("mtime_ns", pa.int64()), ("kind", pa.string()), ("done_pages", pa.list_(pa.int32()))])
@@ -64,7 +67,8 @@ def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
     cols = list(zip(*rows))
     table = pa.table(dict(zip(PLAN_SCHEMA.names, cols)), schema=PLAN_SCHEMA)
     folder.fs.create_dir(plan.path, recursive=True)
-    pq.write_table(table, f"{plan.path}/shard-{plan.shards:05d}.parquet", filesystem=folder.fs)
+    pq.write_table(table, f"{plan.path}/shard-{plan.shards:05d}.parquet", filesystem=folder.fs,
+                   row_group_size=DOCS_PER_BLOCK)
 
 
 def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True) -> Plan:

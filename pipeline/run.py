@@ -14,7 +14,7 @@ from typing import Any
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
 from pipeline.compact import drop_superseded
-from pipeline.plan import make_plan
+from pipeline.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.records import OutputFolder, utc_now, versions
 from pipeline.render_step import RenderDocuments
 from pipeline.writer import CommitPages
@@ -53,7 +53,7 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
     return {"concurrency": config.actors or 1, "num_cpus": _cpu_share()}
 
 
-def build_dataset(config: RunConfig, plan_uri: str):
+def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     import ray
 
     from extractors.extractor import Extractor
@@ -63,7 +63,9 @@ def build_dataset(config: RunConfig, plan_uri: str):
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(), "timeout_s": config.render_timeout_s,
                      "memory_mb": config.render_memory_mb, "retries": config.render_retries}
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
-    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1)
+    blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
+    # the plan is small rows; splitting it costs nothing and makes each block a few documents
+    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1).repartition(blocks)
     # Render actors keep their forkserver warm; one document per call keeps blocks small.
     ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=1,
                         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
@@ -101,7 +103,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
         if plan.documents:
             _init_ray()
             last = time.monotonic()
-            for batch in build_dataset(config, plan.uri).iter_batches(batch_format="pyarrow", batch_size=None):
+            for batch in build_dataset(config, plan.uri, plan.documents).iter_batches(batch_format="pyarrow", batch_size=None):
                 cols = batch.to_pydict()
                 counts.update(cols["status"])
                 pages += batch.num_rows
