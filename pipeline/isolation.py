@@ -165,7 +165,8 @@ class IsolatedRenderer:
             if failure["status"] != Status.RENDER_CRASH.value or progress.complete:
                 break
         if progress.complete:
-            # The child died after its last page (closing the document): every page is a row.
+            # The child crashed or hung after its last page (closing the document): every
+            # page is already a row, and a failure row would claim a page that does not exist.
             return
         failure["page_index"] = progress.delivered
         failure["page_count"] = progress.page_count
@@ -176,13 +177,17 @@ class IsolatedRenderer:
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=_child, daemon=True, args=(
             send_conn, data, name, self.limits, self.memory_mb, self._cpu_s, progress.delivered, self._crash_on))
-        waited = 0.0
+        started = time.monotonic()
         try:
-            started = time.monotonic()
             _start(proc)
-            self.children_started += 1
-            send_conn.close()
-            waited += time.monotonic() - started
+        except BaseException:
+            recv_conn.close()
+            raise
+        finally:
+            send_conn.close()  # the child has its own copy; ours would hide the child's death
+        self.children_started += 1
+        waited = time.monotonic() - started
+        try:
             while True:
                 # Only time spent waiting on the child counts against the timeout; the
                 # caller may hold each page as long as it likes.
