@@ -6,6 +6,7 @@ streamed to Parquet shards that Ray Data reads back.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -30,8 +31,21 @@ def _init_ray() -> None:
         # RAY_ADDRESS (set by `ray job submit`, or "auto") joins a cluster; otherwise a fresh local
         # one starts, never a leftover from a killed run that still holds its resources.
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False,
-                 runtime_env={"env_vars": {k: v for k, v in os.environ.items()
-                                           if k.startswith(("PAGERAY_", "HF_", "AWS_"))}})
+                 runtime_env={"env_vars": _forwarded_env()})
+
+
+def _forwarded_env() -> dict[str, str]:
+    """PAGERAY_/HF_/AWS_ variables for the workers, less those the job's own runtime env sets
+    (Ray refuses a ray.init runtime_env that names any of them again, even with equal values)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("PAGERAY_", "HF_", "AWS_"))}
+    job_config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job_config:
+        try:
+            job_env = (json.loads(job_config).get("runtime_env") or {}).get("env_vars") or {}
+        except (ValueError, AttributeError):
+            job_env = {}
+        env = {k: v for k, v in env.items() if k not in job_env}
+    return env
 
 
 def _cpu_share() -> float:

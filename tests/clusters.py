@@ -1,17 +1,21 @@
-"""Real Ray nodes on 127.0.0.1 for the slow tests: `ray start --block` processes, one per node.
+"""Real Ray nodes on this machine for the slow tests: one `ray start --block` process per node.
 
 Each node is a `ray start --block` child in its own process group (so ending the group ends
-the raylet, the object store, the GCS and every worker it started), its own short temp dir
-(Ray allows --temp-dir per node; unix socket paths must stay under 108 bytes) and its own
-ports, so two nodes can share this machine and tests can run beside each other.
+its GCS, raylet, object store, agents and workers), with its own short temp dir (Ray allows
+--temp-dir per node; unix socket paths must stay under 108 bytes) and its own ports (workers
+bind OS-chosen ports), so several nodes, and other tests' clusters, can share the machine.
+Nodes are started with --node-ip-address=127.0.0.1; Ray 2.60 advertises the machine's routable
+IP instead, but the addresses used here (GCS, dashboard) are on 127.0.0.1.
 
 Ray's dashboard requires token authentication, so every cluster gets a token; the same
 RAY_AUTH_MODE / RAY_AUTH_TOKEN must be in the environment of every node, driver and CLI call.
+Set PAGERAY_TEST_KEEP_RAY_LOGS=1 to keep the nodes' temp dirs (logs) after a test.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -40,6 +44,9 @@ def cluster_env(**extra: str) -> dict[str, str]:
            # The machine is shared: Ray's own OOM killer would kill this cluster's workers for
            # memory that other processes use. The kernel's OOM killer still guards the machine.
            "RAY_memory_monitor_refresh_ms": "0",
+           # A busy 2-core machine can starve a raylet for a while; without slack the GCS
+           # declares the node dead (missed health checks) and the run fails.
+           "RAY_health_check_timeout_ms": "30000", "RAY_health_check_failure_threshold": "20",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), **extra}
     env.pop("RAY_ADDRESS", None)
     return env
@@ -72,19 +79,17 @@ class Node:
         except ProcessLookupError:
             pass
 
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the node's process group, then SIGKILL the group and any process of this node
-        that left it (found by the node's unique temp dir on its command line); remove the dir."""
-        self.signal(signal.SIGTERM)
+    def wait(self, timeout: float) -> None:
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(max(0.0, timeout))
         except subprocess.TimeoutExpired:
             pass
+
+    def kill(self) -> None:
+        """SIGKILL the node's group and any process of this node that left it (found by the
+        node's unique temp dir on its command line); remove the temp dir."""
         self.signal(signal.SIGKILL)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        self.wait(10)
         for pid in self._stragglers():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -120,7 +125,6 @@ class Cluster:
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     nodes: list[Node] = field(default_factory=list)
-    _worker_ports: int = 10002
 
     @property
     def gcs_address(self) -> str:
@@ -133,14 +137,14 @@ class Cluster:
     def _start(self, args: list[str], name: str) -> Node:
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         log = Path(tempfile.mkstemp(prefix=f"pageray-{name}-", suffix=".log", dir="/tmp")[1])
-        # Disjoint worker port ranges below the ephemeral range: two raylets never race for one.
-        lo, self._worker_ports = self._worker_ports, self._worker_ports + 1000
         cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1",
                f"--temp-dir={temp_dir}", "--disable-usage-stats", "--object-store-memory=300000000",
                f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-               f"--min-worker-port={lo}", f"--max-worker-port={lo + 999}", *args]
+               # 0/0: workers bind ports the OS picks, never a fixed range that another
+               # cluster on this machine (`ray start` defaults to 10002-19999) also uses.
+               "--min-worker-port=0", "--max-worker-port=0", *args]
         with log.open("wb") as fh:
             proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
                                     preexec_fn=_own_group_dies_with_parent)
@@ -204,13 +208,16 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"--- {n.log} ---\n{n.log_tail()}" for n in self.nodes)
 
-    def stop(self) -> None:
-        # All nodes at once (`ray start --block` takes a while to wind down), then wait for each.
+    def stop(self, grace_s: float = 5) -> None:
+        """End every node: SIGTERM all at once, a shared grace period, then SIGKILL.
+        (`ray start --block` takes far longer than that to wind down on SIGTERM alone.)"""
         for node in self.nodes:
             node.signal(signal.SIGTERM)
-        for node in reversed(self.nodes):
-            node.stop()
+        deadline = time.monotonic() + grace_s
         for node in self.nodes:
+            node.wait(deadline - time.monotonic())
+        for node in reversed(self.nodes):
+            node.kill()
             if not os.environ.get("PAGERAY_TEST_KEEP_RAY_LOGS"):
                 node.log.unlink(missing_ok=True)
         self.nodes.clear()
@@ -222,16 +229,17 @@ class Cluster:
         self.stop()
 
 
-def submit_job(cluster: Cluster, args: list[str], timeout: float = 600) -> tuple[subprocess.CompletedProcess, str]:
-    """`ray job submit --working-dir REPO -- python -m jobs.extract ARGS`; (process, its final status)."""
-    import re
-
+def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = None,
+               timeout: float = 600) -> tuple[subprocess.CompletedProcess, str]:
+    """`ray job submit --working-dir REPO -- python -m jobs.extract ARGS`, waiting for the end;
+    returns the CLI's process and the job's final status as the job server reports it."""
+    extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
     job = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
-         "--", "python", "-m", "jobs.extract", *args],
+         *extra, "--", "python", "-m", "jobs.extract", *args],
         env=cluster.env, capture_output=True, text=True, timeout=timeout)
     found = re.search(r"raysubmit_\w+", job.stdout + job.stderr)
-    status = "UNKNOWN"
+    status = "UNKNOWN (no job id in the output)"
     if found:
         r = subprocess.run([sys.executable, "-c", "from ray.job_submission import JobSubmissionClient as C; "
                             f"print(C({cluster.dashboard_address!r}).get_job_status({found.group(0)!r}).value)"],

@@ -1,13 +1,14 @@
 """A real two-node Ray cluster on this machine: both nodes' extractors process pages.
 
-Head and worker are separate `ray start --block` nodes on 127.0.0.1 (each with its own temp
-dir and ports, see tests/clusters.py), each declaring one GPU. This machine has no CUDA, so
-each extractor gets a Ray GPU id and still loads the model on CPU (`pick_device`). The driver
-is `pageray extract` joining the cluster through RAY_ADDRESS, as on a real cluster's head.
+Head and worker are separate `ray start --block` nodes (each with its own temp dir and ports,
+see tests/clusters.py), each declaring one GPU. This machine has no CUDA, so each extractor
+gets a Ray GPU id and still loads the model on CPU (`pick_device`). The driver is `pageray
+extract` joining the cluster through RAY_ADDRESS, as on a real cluster's head node.
 
 Each node declares 2 CPUs (logical; the machine has 2 cores). With 1 CPU per node the run
-cannot make progress: Ray Data reserves 1 CPU for each GPU actor and 1 whole CPU for its
-file-listing task, so no node ever has a full CPU free for the listing.
+never starts: Ray Data's file-listing task (ListFiles, under read_parquet) always asks for one
+whole CPU, and a GPU actor reserves 1 CPU unless told otherwise, so with one extractor (1 CPU)
+and one render actor (0.5 CPU) placed, no node has a whole CPU left for the listing.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import pytest
 from clusters import BIN, Cluster, cluster_env
 
 pytestmark = pytest.mark.slow
-COPIES = 4  # 4 x the samples = 40 pages: enough backlog for the second extractor to be started and fed
+COPIES = 8  # 8 x the samples = 80 pages: enough backlog for the second extractor to be started and fed
 ERROR_FILES = {"corrupt_truncated.pdf": "render_error", "encrypted_password_secret.pdf": "encrypted"}
 
 
@@ -94,6 +95,7 @@ def test_pages_are_extracted_on_both_nodes(two_nodes, samples, tiny_model, tmp_p
 
     # Pages were processed on both nodes, and only on this cluster's nodes.
     by_node = Counter(worker.split(":")[0] for *_, worker in rows)
+    print(f"pages per node: {sorted(by_node.values())}")
     assert set(by_node) == node_ids, f"pages per node: {dict(by_node)}; cluster nodes: {sorted(node_ids)}"
 
     # Fake GPUs: the extractors fell back to CPU instead of failing to load the model on CUDA.
