@@ -85,17 +85,18 @@ class Extractor:
         return rows_to_table(rows, self.out_schema)
 
     def _run_with_backoff(self, chunk: list[dict]) -> None:
-        """On CUDA out-of-memory, halve the batch; a single page that still fails becomes a row."""
+        """On any failure halve the batch: an out-of-memory then fits, and a page the model cannot
+        take (e.g. 1 px high) is cornered in O(log n) calls. A single page that still fails is a row."""
         try:
             self._run(chunk)
         except Exception as exc:  # noqa: BLE001 - every failure of a page must become a row
             if _is_oom(exc):
                 self._free_memory()
-                if len(chunk) > 1:
-                    half = len(chunk) // 2
-                    self._run_with_backoff(chunk[:half])
-                    self._run_with_backoff(chunk[half:])
-                    return
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                self._run_with_backoff(chunk[:half])
+                self._run_with_backoff(chunk[half:])
+                return
             for r in chunk:
                 r.update(status=Status.MODEL_ERROR.value, error=describe(exc), valid=False)
 

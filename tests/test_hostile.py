@@ -125,8 +125,6 @@ def test_a_page_cannot_talk_the_model_out_of_the_schema(invoice_extractor):
     jsonschema.validate(value, generated)
 
 
-@pytest.mark.xfail(strict=True, reason="extractors/extractor.py: a 1 px high page makes the Idefics2 image "
-                   "processor divide by zero, and _run_with_backoff marks every page of its chunk model_error")
 def test_a_page_the_model_cannot_take_costs_only_its_own_row(invoice_extractor):
     files = corpus_files()
     pages = [(name, render_document(files[name][0], name, RenderLimits())[0])
