@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+AGENT_NOT_READY = "No available agent to submit job"
 
 
 def free_port() -> int:
@@ -234,10 +235,18 @@ def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = Non
     """`ray job submit --working-dir REPO -- python -m jobs.extract ARGS`, waiting for the end;
     returns the CLI's process and the job's final status as the job server reports it."""
     extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
-    job = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
-         *extra, "--", "python", "-m", "jobs.extract", *args],
-        env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    deadline = time.monotonic() + 120
+    while True:
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
+             *extra, "--", "python", "-m", "jobs.extract", *args],
+            env=cluster.env, capture_output=True, text=True, timeout=timeout)
+        # The job server answers `ray job list` before the head's dashboard agent has
+        # registered; until then a submission is refused (no job is created) and Ray's own
+        # message says to try again later.
+        if AGENT_NOT_READY not in job.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     found = re.search(r"raysubmit_\w+", job.stdout + job.stderr)
     status = "UNKNOWN (no job id in the output)"
     if found:

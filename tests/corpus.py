@@ -92,6 +92,26 @@ def nested_forms(depth: int, cyclic: bool = False) -> bytes:
     return one_page(content=b"/Fx Do", resources=b"/XObject << /Fx 5 0 R >>", more=forms)
 
 
+def broken_middle_page(depth: int = 200) -> bytes:
+    """Three pages; the second draws form XObjects `depth` deep (MuPDF: stack overflow).
+
+    Built raw because PyMuPDF 2's insert_pdf itself overflows copying such a page.
+    """
+    first_form = 9
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Count 3 /Kids [3 0 R 4 0 R 5 0 R] >>"]
+    for page in range(3):
+        resources = b"/XObject << /Fx %d 0 R >>" % first_form if page == 1 else b""
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                       b"/Resources << %s >> >>" % (6 + page, resources))
+    objects += [stream(b"/Fx Do" if page == 1 else b"0 0 1 rg 50 50 100 100 re f") for page in range(3)]
+    for level in range(depth):
+        inner = b"0 0 1 rg 0 0 10 10 re f" if level == depth - 1 else b"/Fx Do"
+        objects.append(stream(b"q 0.99 0 0 0.99 1 1 cm %s Q" % inner,
+                              b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                              b"/Resources << /XObject << /Fx %d 0 R >> >>" % (first_form + level + 1)))
+    return raw_pdf(objects)
+
+
 def huge_image(side: int = 8000) -> bytes:
     """A page drawing one side x side 8-bit grey image (64 Mpx), which compresses to ~220 KB."""
     row = bytes((x // 40) % 2 * 255 for x in range(side))

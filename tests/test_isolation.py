@@ -197,6 +197,8 @@ def test_child_neither_reruns_the_main_script_nor_prints_mupdf_errors(tmp_path):
             for _ in range(3):
                 print([row["status"] for row in renderer(data, "deep.pdf")], flush=True)
             print("--- in process:", flush=True)
+            import pymupdf
+            pymupdf.TOOLS.mupdf_display_errors(True)  # PyMuPDF 1.x's default; 2.x starts with it off
             print([row["status"] for row in render_document(data, "deep.pdf", renderer.limits)], flush=True)
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
