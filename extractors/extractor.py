@@ -148,6 +148,7 @@ class Extractor:
         fields, errors = coerce(self.schema, value)
         if errors:
             return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": "; ".join(errors)[:2000]}
-        error = f"page_time_limit_s={self.settings.page_time_limit_s} reached; output closed early" \
+        error = f"generation time limit reached (--page-time-limit {self.settings.page_time_limit_s:g} s); " \
+            "output closed early as the shortest valid JSON" \
             if res.timed_out else None
         return {**out, "status": status.value, "valid": True, "fields": fields, "error": error}

@@ -148,8 +148,16 @@ def load_model(spec: ModelSpec):
 
 
 def preflight(spec: ModelSpec) -> None:
-    """Fail fast in the driver, before any work, when the model cannot be found at all."""
+    """Fail fast in the driver, before any work, when the model cannot be found at all or an
+    option needs a package that is not installed (workers share the driver's environment)."""
     from transformers import AutoConfig
+
+    if spec.quantize and importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"--quantize {spec.quantize} needs bitsandbytes: pip install 'pageray[gpu]', "
+                             "or drop --quantize")
+    if spec.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ModelLoadError("--attn flash_attention_2 needs the flash-attn package (pip install flash-attn "
+                             "on a CUDA machine); or use --attn auto, which picks sdpa without it")
 
     local = Path(spec.model).expanduser()
     if local.exists():

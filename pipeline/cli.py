@@ -51,9 +51,14 @@ def extract(
     force: bool = typer.Option(False, "--force", help="recompute documents already in the output"),
     append: bool = typer.Option(False, "--append", help="allow adding to an output made with another schema/model"),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
-    max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc"),
-    render_timeout_s: float = typer.Option(120.0, "--render-timeout"),
-    page_time_limit_s: float = typer.Option(300.0, "--page-time-limit"),
+    max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc", help="later pages become page_skipped rows"),
+    longest_edge_px: int = typer.Option(1960, "--longest-edge", help="render size: longest page side in px"),
+    max_page_pixels: int = typer.Option(1960 * 1960, "--max-page-pixels", help="pixel cap for odd page shapes"),
+    max_file_bytes: int = typer.Option(512 * 1024 * 1024, "--max-file-bytes", help="larger files: file_too_large"),
+    render_timeout_s: float = typer.Option(120.0, "--render-timeout", help="seconds per document render"),
+    render_memory_mb: int = typer.Option(4096, "--render-memory-mb", help="address-space cap of a render child"),
+    render_retries: int = typer.Option(1, "--render-retries", help="retries after a render crash"),
+    page_time_limit_s: float = typer.Option(300.0, "--page-time-limit", help="seconds of generation per batch"),
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
     from pipeline.run import run_extraction
@@ -62,7 +67,9 @@ def extract(
                   max_new_tokens=max_new_tokens, dtype=dtype, quantize=quantize, attn_implementation=attn,
                   split_images=not no_split, actors=actors, force=force, append=append,
                   follow_symlinks=follow_symlinks, max_pages_per_doc=max_pages_per_doc,
-                  render_timeout_s=render_timeout_s, page_time_limit_s=page_time_limit_s)
+                  longest_edge_px=longest_edge_px, max_page_pixels=max_page_pixels, max_file_bytes=max_file_bytes,
+                  render_timeout_s=render_timeout_s, render_memory_mb=render_memory_mb,
+                  render_retries=render_retries, page_time_limit_s=page_time_limit_s)
     if run_id:
         values["run_id"] = run_id
     try:

@@ -10,8 +10,18 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.geometry import MAX_LONGEST_EDGE_PX
 
 DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
+
+# Config field -> the `pageray extract` flag that sets it, so an error names what to change.
+FLAGS = {"inputs": "INPUT", "schema_ref": "--schema", "attn_implementation": "--attn",
+         "split_images": "--no-split", "render_timeout_s": "--render-timeout",
+         "page_time_limit_s": "--page-time-limit", "longest_edge_px": "--longest-edge"}
+
+
+def flag(field: str) -> str:
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 def new_run_id() -> str:
@@ -40,8 +50,8 @@ class RunConfig(BaseModel):
     page_time_limit_s: Optional[float] = Field(300.0, gt=0)
 
     # rendering limits (untrusted input)
-    longest_edge_px: int = Field(1960, ge=64, le=8192)
-    max_page_pixels: int = Field(1960 * 1960, ge=64 * 64)
+    longest_edge_px: int = Field(1960, ge=64, le=MAX_LONGEST_EDGE_PX)
+    max_page_pixels: int = Field(1960 * 1960, ge=64 * 64, le=MAX_LONGEST_EDGE_PX**2)
     max_pages_per_doc: int = Field(2000, ge=1)
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
     render_timeout_s: float = Field(120.0, gt=0)
@@ -78,7 +88,7 @@ class RunConfig(BaseModel):
         if self.quantize and self.dtype == "float32":
             raise ValueError("--quantize computes in bfloat16/float16; drop --dtype float32")
         if self.max_page_pixels < self.longest_edge_px:
-            raise ValueError("max_page_pixels must be at least longest_edge_px")
+            raise ValueError("--max-page-pixels must be at least --longest-edge")
         return self
 
     @classmethod
@@ -89,8 +99,12 @@ class RunConfig(BaseModel):
         except ValidationError as exc:
             lines = []
             for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "config"
-                lines.append(f"--{where.replace('_', '-')}: {err['msg']}")
+                message = err["msg"].removeprefix("Value error, ")
+                if err["loc"]:
+                    where = flag(str(err["loc"][0]))
+                    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
+                    message = f"{where}: {message}{got}"
+                lines.append(message)
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
     def extraction_schema(self):

@@ -12,6 +12,7 @@ import numbers
 
 DEFAULT_LONGEST_EDGE_PX = 1960
 DEFAULT_MAX_PIXELS = DEFAULT_LONGEST_EDGE_PX * DEFAULT_LONGEST_EDGE_PX
+MAX_LONGEST_EDGE_PX = 8192  # a configurable limit may not go past this (8192^2 RGB = 192 MiB)
 
 # MuPDF rounds a transformed page box outwards but first pulls each edge in by a small
 # epsilon, so float noise such as 1960.00003 does not cost a whole extra pixel column.

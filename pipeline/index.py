@@ -17,10 +17,28 @@ from pipeline.writer import DATA_DIR
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count"]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The rows a run counts as its own: those of its schema and model. With --append a folder
+    holds several; one schema's rows neither satisfy nor get compacted away by another's."""
+    schema_id: str
+    model_id: str
+
+    def expression(self) -> pc.Expression:
+        return (pc.field("schema_id") == self.schema_id) & (pc.field("model_id") == self.model_id)
+
+    def mask(self, table) -> list[bool]:
+        return [s == self.schema_id and m == self.model_id
+                for s, m in zip(table.column("schema_id").to_pylist(), table.column("model_id").to_pylist())]
+
+
 @dataclass
 class DocVersion:
     pages: set[int] = field(default_factory=set)
     page_count: int | None = None
+    # a page committed twice: a killed --force run, or a retried task that grouped pages
+    # differently; compaction keeps the newest row of each page
+    duplicated: bool = False
 
     def complete(self) -> bool:
         # a document-level error row has no page_count and stands for the whole document
@@ -36,7 +54,7 @@ class OutputIndex:
         return self.docs.get(doc_id, {})
 
 
-def load_index(folder: OutputFolder) -> OutputIndex:
+def load_index(folder: OutputFolder, scope: Scope) -> OutputIndex:
     index = OutputIndex()
     data_path = f"{folder.path}/{DATA_DIR}"
     try:
@@ -47,10 +65,12 @@ def load_index(folder: OutputFolder) -> OutputIndex:
                 exc, FileNotFoundError):
             return index
         raise
-    for batch in ds.to_batches(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid()):
+    for batch in ds.to_batches(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression()):
         cols = batch.to_pydict()
         for doc_id, size, mtime, page, count in zip(*(cols[c] for c in INDEX_COLUMNS)):
             version = index.docs.setdefault(doc_id, {}).setdefault((size or 0, mtime or 0), DocVersion())
+            if page in version.pages:
+                version.duplicated = True
             version.pages.add(page)
             if count:
                 version.page_count = max(version.page_count or 0, count)

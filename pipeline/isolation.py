@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from pipeline.datamodel import Status
-from pipeline.render import RenderLimits
+from pipeline.render import RenderLimits, skipped_row
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
@@ -41,6 +41,8 @@ MIB = 1024 * 1024
 # and after that before SIGKILL; the parent's wall-clock timeout normally fires first.
 CPU_GRACE_S = 2
 CPU_KILL_AFTER_S = 5
+# A document whose pages keep crashing the renderer is poison: after this many, stop trying.
+MAX_FAILED_PAGES = 3
 
 # How MuPDF (fz_malloc / fz_calloc / fz_realloc) and Python report an allocation that
 # RLIMIT_AS refused. pipeline.render records either as a render_error row; inside a
@@ -98,7 +100,7 @@ def _child(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int, c
     if crash_on and crash_on in name:
         os.abort()
     try:
-        for page in iter_render(data, name, limits):
+        for page in iter_render(data, name, limits, start=skip):
             if page["page_index"] >= skip:  # a retry resumes after the pages already delivered
                 conn.send(_label_memory_failure(page, memory_mb))
         conn.send(("done", _peak_rss_bytes(), None))
@@ -132,6 +134,7 @@ def _start(proc: multiprocessing.process.BaseProcess) -> None:
 class _Progress:
     delivered: int = 0               # pages passed on to the caller, all attempts together
     page_count: int | None = None    # the document's page count, once a page has said it
+    waited_s: float = 0.0            # time spent waiting on children: the document's timeout budget
 
     @property
     def complete(self) -> bool:
@@ -157,20 +160,43 @@ class IsolatedRenderer:
         self.peak_rss_bytes = 0
 
     def __call__(self, data: bytes, name: str) -> Iterator[dict]:
-        progress = _Progress()
-        for attempt in range(1, self.retries + 2):
+        """Every page of the document gets a row, even after a failure: a page that crashes
+        (after its retries) or exhausts the memory limit is its own row and a new child goes on
+        with the next page. When the document's time budget is spent, or MAX_FAILED_PAGES pages
+        failed, the remaining pages are rows that say so. A document is then complete in the
+        output, and a scheduled run does not render (and hang on) it again."""
+        progress, failed, attempt = _Progress(), 0, 1
+        while True:
             failure = yield from self._attempt(data, name, progress, attempt)
-            if failure is None:
+            if failure is None or progress.complete:
+                # complete: the child crashed or hung after its last page (closing the
+                # document); a failure row would claim a page that does not exist
                 return
-            if failure["status"] != Status.RENDER_CRASH.value or progress.complete:
-                break
-        if progress.complete:
-            # The child crashed or hung after its last page (closing the document): every
-            # page is already a row, and a failure row would claim a page that does not exist.
-            return
-        failure["page_index"] = progress.delivered
-        failure["page_count"] = progress.page_count
-        yield failure
+            if failure["status"] == Status.RENDER_CRASH.value and attempt <= self.retries:
+                attempt += 1
+                continue
+            failure.update(page_index=progress.delivered, page_count=progress.page_count)
+            yield failure
+            if progress.page_count is None:  # nothing was ever read: one row stands for the document
+                return
+            progress.delivered += 1
+            failed += 1
+            if failure["status"] == Status.RENDER_TIMEOUT.value or failed >= MAX_FAILED_PAGES:
+                yield from self._not_rendered(progress, failure, failed)
+                return
+            attempt = 1
+
+    def _not_rendered(self, progress: _Progress, failure: dict, failed: int) -> Iterator[dict]:
+        count = progress.page_count or 0
+        why = ("the document's render_timeout_s" f"={self.timeout_s:g} was used up"
+               if failure["status"] == Status.RENDER_TIMEOUT.value
+               else f"{failed} pages of this document failed (max_failed_pages={MAX_FAILED_PAGES})")
+        for index in range(progress.delivered, count):
+            if index >= self.limits.max_pages_per_doc:
+                yield skipped_row(index, count, self.limits)
+            else:
+                yield {"page_index": index, "page_count": count, "status": failure["status"],
+                       "error": f"page {index + 1} of {count} not rendered: {why}", "render_ms": 0.0}
 
     def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
         """Yield this child's pages; return None when it finished, else the failure row."""
@@ -186,22 +212,25 @@ class IsolatedRenderer:
         finally:
             send_conn.close()  # the child has its own copy; ours would hide the child's death
         self.children_started += 1
-        waited = time.monotonic() - started
+        progress.waited_s += time.monotonic() - started
         try:
             while True:
-                # Only time spent waiting on the child counts against the timeout; the
-                # caller may hold each page as long as it likes.
+                # Only time spent waiting on children counts against the document's timeout;
+                # the caller may hold each page as long as it likes.
                 started = time.monotonic()
-                left = self.timeout_s - waited
+                left = self.timeout_s - progress.waited_s
                 if left <= 0 or not recv_conn.poll(left):
+                    progress.waited_s += time.monotonic() - started
                     return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} exceeded after "
-                                         f"{progress.delivered} page(s)", waited + time.monotonic() - started)
+                                         f"{progress.delivered} page(s)", progress.waited_s)
                 try:
                     msg = recv_conn.recv()
                 except (EOFError, OSError):
                     proc.join(5)
-                    return self._crashed(proc.exitcode, progress, attempt, waited + time.monotonic() - started)
-                waited += time.monotonic() - started
+                    progress.waited_s += time.monotonic() - started
+                    return self._crashed(proc.exitcode, progress, attempt, progress.waited_s)
+                progress.waited_s += time.monotonic() - started
+                waited = progress.waited_s
                 if isinstance(msg, dict):
                     progress.delivered += 1
                     progress.page_count = msg["page_count"]

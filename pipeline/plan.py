@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
-from pipeline.index import OutputIndex, load_index
+from pipeline.index import OutputIndex, Scope, load_index
 from pipeline.records import RUNS_DIR, OutputFolder
 from pipeline.storage import DocRef, is_remote, iter_documents, join
 
@@ -39,6 +39,8 @@ class Plan:
     # doc_id -> (size, mtime) of the version that stays; other versions' rows get dropped
     superseded: dict[str, tuple[int, int]] = field(default_factory=dict)
     forced: set[str] = field(default_factory=set)
+    duplicated: set[str] = field(default_factory=set)  # pages committed more than once
+    scope: Scope | None = None  # the rows of this schema and model
 
     def summary(self) -> dict:
         return {"uri": self.uri, "documents": self.documents, "bytes": self.bytes, "shards": self.shards,
@@ -74,17 +76,24 @@ def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
 def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True) -> Plan:
     path = f"{folder.path}/{RUNS_DIR}/{config.run_id}/plan"
     plan = Plan(uri=join(config.out, RUNS_DIR, config.run_id, "plan") if is_remote(config.out) else path, path=path)
-    index = load_index(folder)
+    plan.scope = Scope(config.extraction_schema().id, config.model)
+    index = load_index(folder, plan.scope)
     buf: list[tuple] = []
     for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks):
         kind, done, known_pages = classify(doc, index, config.force)
         plan.kinds[kind] += 1
+        # Cleanup is planned for skipped documents too: a run killed after committing a changed
+        # file's new rows (or during a --force run) left old or doubled rows that must still go.
+        versions = index.versions(doc.doc_id)
+        if any(v != (doc.size, doc.mtime_ns) for v in versions):
+            plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
+        current = versions.get((doc.size, doc.mtime_ns))
+        if current is not None and current.duplicated and kind != "forced":
+            plan.duplicated.add(doc.doc_id)
         if kind == "skipped":
             continue
         if kind == "forced":
             plan.forced.add(doc.doc_id)
-        if any(v != (doc.size, doc.mtime_ns) for v in index.versions(doc.doc_id)):
-            plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
         plan.documents += 1
         plan.bytes += doc.size
         plan.estimated_pages += known_pages or max(1, doc.size // BYTES_PER_PAGE_GUESS)

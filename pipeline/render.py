@@ -15,11 +15,10 @@ import pymupdf
 
 from pipeline import render_images
 from pipeline.datamodel import Status
-from pipeline.geometry import render_scale
+from pipeline.geometry import MAX_LONGEST_EDGE_PX, render_scale
 from pipeline.render_images import ImageUnreadable, PageTooLarge
 
 MIB = 1024 * 1024
-MAX_LONGEST_EDGE_PX = 8192
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"
 
 _EXTENSIONS = {
@@ -94,9 +93,14 @@ def _describe(exc: BaseException) -> str:
     return f"{exc} ({cause})" if cause is not None and str(cause) != str(exc) else str(exc)
 
 
-def _render_pages(count: int, limits: RenderLimits, render_page: PageRenderer) -> Iterator[dict]:
-    """One row per page: rendered up to max_pages_per_doc, recorded as skipped beyond it."""
-    for index in range(min(count, limits.max_pages_per_doc)):
+def skipped_row(index: int, count: int, limits: RenderLimits) -> dict[str, Any]:
+    message = f"page {index + 1} of {count} skipped: max_pages_per_doc={limits.max_pages_per_doc}"
+    return _row(index, count, Status.PAGE_SKIPPED, message)
+
+
+def _render_pages(count: int, limits: RenderLimits, render_page: PageRenderer, start: int) -> Iterator[dict]:
+    """One row per page from `start`: rendered up to max_pages_per_doc, recorded as skipped beyond it."""
+    for index in range(start, min(count, limits.max_pages_per_doc)):
         started = time.perf_counter()
         try:
             pixels, text = render_page(index)
@@ -110,9 +114,8 @@ def _render_pages(count: int, limits: RenderLimits, render_page: PageRenderer) -
         else:
             yield _row(index, count, Status.OK, None, pixels, text, _ms_since(started))
     # Built without touching the document, so an absurd page count stays cheap.
-    for index in range(limits.max_pages_per_doc, count):
-        message = f"page {index + 1} of {count} skipped: max_pages_per_doc={limits.max_pages_per_doc}"
-        yield _row(index, count, Status.PAGE_SKIPPED, message)
+    for index in range(max(start, limits.max_pages_per_doc), count):
+        yield skipped_row(index, count, limits)
 
 
 def _render_pdf_page(page: pymupdf.Page, limits: RenderLimits) -> tuple[Pixels, str]:
@@ -131,7 +134,7 @@ def _render_pdf_page(page: pymupdf.Page, limits: RenderLimits) -> tuple[Pixels, 
     return (pix.samples, pix.width, pix.height), page.get_text()
 
 
-def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float) -> Iterator[dict]:
+def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float, start: int) -> Iterator[dict]:
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:  # noqa: BLE001 - MuPDF reports corrupt input with assorted types
@@ -164,11 +167,11 @@ def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float) ->
         if count == 0:
             yield _document_error(Status.EMPTY_DOCUMENT, f"{name!r} has no pages", started, 0)
             return
-        yield from _render_pages(count, limits, lambda index: _render_pdf_page(doc[index], limits))
+        yield from _render_pages(count, limits, lambda index: _render_pdf_page(doc[index], limits), start)
 
 
 def _render_image(
-    data: bytes, name: str, fmt: str, limits: RenderLimits, started: float
+    data: bytes, name: str, fmt: str, limits: RenderLimits, started: float, start: int
 ) -> Iterator[dict]:
     try:
         image = render_images.open_image(data)
@@ -190,7 +193,7 @@ def _render_image(
             edge, max_pixels = limits.longest_edge_px, limits.max_page_pixels
             return render_images.render_frame(image, index, edge, max_pixels), ""
 
-        yield from _render_pages(count, limits, render_frame)
+        yield from _render_pages(count, limits, render_frame, start)
 
 
 def detect_format(data: bytes, name: str) -> str | None:
@@ -207,8 +210,9 @@ def detect_format(data: bytes, name: str) -> str | None:
     return _EXTENSIONS.get(extension)
 
 
-def iter_render(data: bytes, name: str, limits: RenderLimits) -> Iterator[dict]:
+def iter_render(data: bytes, name: str, limits: RenderLimits, start: int = 0) -> Iterator[dict]:
     """Page rows one at a time, so a 2,000-page document is never held in memory whole.
+    Pages before `start` are not rendered (a retry picks up where a crashed attempt stopped).
 
     Never raises for bad input. `name` only picks the format (after the magic bytes)
     and labels messages; it is never opened. Document-level failures are one row with
@@ -224,9 +228,9 @@ def iter_render(data: bytes, name: str, limits: RenderLimits) -> Iterator[dict]:
         return
     fmt = detect_format(data, name)
     if fmt == "pdf":
-        yield from _render_pdf(data, name, limits, started)
+        yield from _render_pdf(data, name, limits, started, start)
     elif fmt is not None:
-        yield from _render_image(data, name, fmt, limits, started)
+        yield from _render_image(data, name, fmt, limits, started, start)
     else:
         message = (f"{name!r} is not a supported format (accepted: {ACCEPTED_FORMATS}; "
                    "detected by magic bytes, then by file extension)")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
-from pipeline.compact import drop_superseded
+from pipeline.compact import drop_duplicate_pages, drop_superseded
 from pipeline.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.records import OutputFolder, utc_now, versions
 from pipeline.render_step import RenderDocuments
@@ -127,7 +127,9 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
                     record.update(counts=dict(counts), pages=pages)
                     folder.write_run(record)
                     last = time.monotonic()
-        record["superseded_files_rewritten"] = drop_superseded(folder, config.run_id, plan.superseded, plan.forced)
+        record["superseded_files_rewritten"] = drop_superseded(folder, config.run_id, plan.superseded, plan.forced,
+                                                               plan.scope)
+        record["duplicate_files_rewritten"] = drop_duplicate_pages(folder, plan.duplicated, plan.scope)
         state = "succeeded"
     except BaseException:
         state = "failed"

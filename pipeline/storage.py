@@ -181,5 +181,5 @@ def read_bytes(uri: str, limit: int) -> bytes:
     with fs.open_input_stream(path) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise OverflowError(f"file is larger than max_file_bytes={limit}")
+        raise OverflowError(f"file is larger than max_file_bytes={limit:,}")
     return data

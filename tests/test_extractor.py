@@ -99,5 +99,5 @@ def test_page_time_limit_closes_output_validly(tiny_model, samples):
                    ExtractSettings(batch_size=2, max_new_tokens=400, page_time_limit_s=1e-6))
     rows = ex(page_batch(samples, ["invoice.pdf"])).to_pylist()
     timed = [r for r in rows if r["status"] == Status.GENERATION_TIMEOUT.value]
-    assert timed and all(r["valid"] and "page_time_limit_s" in r["error"] for r in timed)
+    assert timed and all(r["valid"] and "--page-time-limit 1e-06 s" in r["error"] for r in timed)
     assert all(r["output_tokens"] < 400 for r in timed)

@@ -103,13 +103,38 @@ def test_child_killed_mid_document_resumes_after_the_delivered_pages(fast_pdf, r
     [child] = render_children()
     os.kill(child, signal.SIGSEGV)
     rows += list(pages)
-    assert [row["page_index"] for row in rows] == [0, 1, 2][: len(rows)]
+    assert [row["page_index"] for row in rows] == [0, 1, 2]
+    assert renderer.children_started == 2
     if retries:
-        assert statuses(rows) == ["ok"] * 3 and renderer.children_started == 2
+        assert statuses(rows) == ["ok"] * 3
         assert all(row["image"] for row in rows)
-    else:
-        assert statuses(rows) == ["ok", "render_crash"]
+    else:  # page 2 is lost to the crash; a new child goes on with page 3
+        assert statuses(rows) == ["ok", "render_crash", "ok"]
         assert rows[1]["page_count"] == 3 and "SIGSEGV after 1 attempt(s)" in rows[1]["error"]
+
+
+def test_a_document_that_keeps_crashing_still_gets_a_row_for_every_page():
+    renderer = IsolatedRenderer(RenderLimits(max_pages_per_doc=7), retries=0)
+    pages = renderer(pages_pdf(*[False] * 9), "poison.pdf")
+    rows = []
+    for row in pages:  # each child is killed as soon as it has delivered one page
+        rows.append(row)
+        if row["status"] == "ok":
+            [child] = render_children()
+            os.kill(child, signal.SIGSEGV)
+    assert [row["page_index"] for row in rows] == list(range(9))
+    assert statuses(rows) == ["ok", "render_crash"] * 3 + ["render_crash", "page_skipped", "page_skipped"]
+    assert rows[6]["error"] == "page 7 of 9 not rendered: 3 pages of this document failed (max_failed_pages=3)"
+    assert renderer.children_started == 3
+
+
+def test_after_a_timeout_the_remaining_pages_are_rows_too(fast_pdf):
+    renderer = IsolatedRenderer(SMALL, timeout_s=2)
+    list(renderer(fast_pdf, "warm_up.pdf"))
+    rows = list(renderer(pages_pdf(False, True, False, False), "slow_second_page.pdf"))
+    assert statuses(rows) == ["ok", "render_timeout", "render_timeout", "render_timeout"]
+    assert [row["page_index"] for row in rows] == [0, 1, 2, 3] and {r["page_count"] for r in rows} == {4}
+    assert rows[3]["error"] == "page 4 of 4 not rendered: the document's render_timeout_s=2 was used up"
 
 
 def test_timeout_keeps_the_pages_before_it_and_the_renderer_goes_on(fast_pdf):

@@ -1,0 +1,101 @@
+"""The `pageray` command line without Ray: refusals name the flag, dry runs write nothing."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.records import OutputFolder
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--batch-size", "0"], "--batch-size"),
+    (["--attn", "fast"], "--attn"),
+    (["--dtype", "int3"], "--dtype"),
+    (["--max-page-pixels", str(9000 * 9000)], "--max-page-pixels"),
+    (["--longest-edge", "20000"], "--longest-edge"),
+    (["--render-timeout", "0"], "--render-timeout"),
+    (["--page-time-limit", "-1"], "--page-time-limit"),
+    (["--render-retries", "9"], "--render-retries"),
+    (["--quantize", "4bit", "--dtype", "float32"], "--dtype float32"),
+    (["--longest-edge", "8000", "--max-page-pixels", "5000"], "--max-page-pixels must be at least --longest-edge"),
+    (["--run-id", "../../etc"], "--run-id"),
+])
+def test_bad_flags_are_refused_before_any_work_naming_the_flag(flags, named, samples, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("extract", str(samples), "--schema", "invoice", "--out", str(out), *flags)
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert not out.exists()
+
+
+def test_a_bad_schema_file_is_refused_naming_the_field(samples, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "bad", "version": "1", "description": "d", "schema": {
+        "type": "object", "properties": {"total": {"type": "number", "description": "t", "multipleOf": 2}}}}))
+    result = invoke("extract", str(samples), "--schema", str(bad), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "multipleOf" in result.output and "total" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_that_need_missing_packages_are_refused_up_front(samples, tiny_model, tmp_path):
+    result = invoke("extract", str(samples), "--schema", "invoice", "--out", str(tmp_path / "out"),
+                    "--model", str(tiny_model), "--attn", "flash_attention_2")
+    assert result.exit_code == 2 and "flash-attn" in result.output and "--attn auto" in result.output
+
+
+def test_missing_weights_say_what_was_tried(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = invoke("extract", str(samples), "--schema", "invoice", "--out", str(tmp_path / "out"),
+                    "--model", "HuggingFaceM4/idefics2-8b")
+    assert result.exit_code == 2
+    assert "HuggingFaceM4/idefics2-8b" in result.output and "--model" in result.output
+
+
+def test_plan_is_a_dry_run(samples, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("plan", str(samples), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    files = [p for p in samples.rglob("*") if p.is_file()]
+    assert summary["documents"] == summary["new"] == len(files) and summary["skipped"] == 0
+    assert not out.exists()
+
+
+def test_schemas_list_and_show():
+    listed = invoke("schemas", "list")
+    assert listed.exit_code == 0
+    assert [line.split()[0] for line in listed.output.splitlines()] == \
+        ["form", "invoice", "paper", "receipt", "table", "transcribe"]
+    shown = invoke("schemas", "show", "invoice")
+    assert shown.exit_code == 0 and "line_items" in shown.output
+    unknown = invoke("schemas", "show", "nope")
+    assert unknown.exit_code == 2 and "invoice" in unknown.output  # lists what exists
+
+
+def test_status_tells_finished_running_and_dead_runs(tmp_path):
+    folder = OutputFolder(str(tmp_path))
+    folder.write_run({"run_id": "r1-done", "state": "succeeded", "pages": 12, "pages_per_s": 3.5,
+                      "counts": {"ok": 12}})
+    folder.write_run({"run_id": "r2-live", "state": "running", "pages": 4})
+    folder.write_run({"run_id": "r3-dead", "state": "running", "pages": 1})
+    record = tmp_path / "_runs" / "r3-dead.json"
+    dead = json.loads(record.read_text())
+    dead["updated_unix"] = time.time() - 3600
+    record.write_text(json.dumps(dead))
+    result = invoke("status", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert "succeeded" in lines["r1-done"] and " 12 " in lines["r1-done"]
+    assert "running" in lines["r2-live"]
+    assert "died?" in lines["r3-dead"]

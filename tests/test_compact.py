@@ -1,0 +1,108 @@
+"""Planning and compaction over hand-made output folders (no Ray): what a killed run leaves
+behind (two versions of a file, or pages committed twice) is cleaned up by the next run."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.compact import drop_duplicate_pages, drop_superseded
+from pipeline.config import DEFAULT_MODEL, RunConfig
+from pipeline.datamodel import output_schema, rows_to_table
+from pipeline.index import Scope
+from pipeline.plan import make_plan
+from pipeline.records import OutputFolder
+from pipeline.storage import doc_id_for
+from pipeline.writer import DATA_DIR, part_name, write_table_atomically
+from schemas import load_schema
+
+SCHEMA = output_schema(pa.struct([pa.field("text", pa.string())]))
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SCOPE = Scope(load_schema("transcribe").id, DEFAULT_MODEL)
+OTHER = Scope(load_schema("invoice").id, DEFAULT_MODEL)
+
+
+def commit(out, run_id: str, path, pages, size: int, mtime_ns: int, minutes: int = 0, schema=None) -> None:
+    rows = [{"run_id": run_id, "schema_id": (schema or SCOPE).schema_id, "model_id": SCOPE.model_id, "doc_id": doc_id_for(str(path)), "source_uri": str(path), "doc_sha256": f"{size}",
+             "doc_size": size, "doc_mtime_ns": mtime_ns, "page_index": p, "page_count": 2, "status": "ok",
+             "created_at": T0 + timedelta(minutes=minutes)} for p in pages]
+    table = rows_to_table(rows, SCHEMA)
+    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    write_table_atomically(table, f"{out}/{DATA_DIR}/{part_name(run_id, table)}")
+
+
+def document(folder, name: str, size: int):
+    path = folder / name
+    path.write_bytes(b"x" * size)
+    return path, path.stat().st_mtime_ns
+
+
+def rows(out):
+    return duckdb.sql(f"select source_uri, page_index, doc_size, run_id from read_parquet('{out}/{DATA_DIR}/*.parquet') "
+                      "order by all").fetchall()
+
+
+def plan_for(inbox, out):
+    config = RunConfig.build(inputs=[str(inbox)], out=str(out), schema_ref="transcribe")
+    return make_plan(config, OutputFolder(str(out)), write=False)
+
+
+def test_a_changed_file_killed_before_compaction_is_cleaned_up_by_the_next_run(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    path, _ = document(inbox, "a.pdf", 10)
+    commit(out, "r1", path, [0, 1], size=10, mtime_ns=111)            # the old version
+    commit(out, "r2", path, [0, 1], size=10, mtime_ns=path.stat().st_mtime_ns)  # new rows; r2 then killed
+    plan = plan_for(inbox, out)
+    assert plan.summary()["skipped"] == 1 and plan.documents == 0
+    assert plan.superseded == {doc_id_for(str(path)): (10, path.stat().st_mtime_ns)}
+    assert drop_superseded(OutputFolder(str(out)), "r3", plan.superseded, plan.forced, SCOPE) == 1
+    assert [r[3] for r in rows(out)] == ["r2", "r2"]
+    assert plan_for(inbox, out).superseded == {}
+
+
+def test_pages_committed_twice_keep_only_the_newest_row(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    path, mtime = document(inbox, "a.pdf", 10)
+    other, other_mtime = document(inbox, "b.pdf", 20)
+    commit(out, "r1", path, [0, 1], size=10, mtime_ns=mtime, minutes=0)
+    commit(out, "r1", other, [0, 1], size=20, mtime_ns=other_mtime, minutes=0)
+    commit(out, "r2-forced", path, [1], size=10, mtime_ns=mtime, minutes=5)  # --force run, killed
+    plan = plan_for(inbox, out)
+    assert plan.duplicated == {doc_id_for(str(path))} and plan.documents == 0
+    assert drop_duplicate_pages(OutputFolder(str(out)), plan.duplicated, SCOPE) == 1
+    assert rows(out) == [(str(path), 0, 10, "r1"), (str(path), 1, 10, "r2-forced"),
+                         (str(other), 0, 20, "r1"), (str(other), 1, 20, "r1")]
+    assert plan_for(inbox, out).duplicated == set()
+
+
+def test_compaction_leaves_no_temporary_files(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    path, mtime = document(inbox, "a.pdf", 10)
+    commit(out, "r1", path, [0, 1], size=10, mtime_ns=mtime)
+    commit(out, "r2", path, [0, 1], size=10, mtime_ns=mtime, minutes=1)
+    drop_duplicate_pages(OutputFolder(str(out)), {doc_id_for(str(path))}, SCOPE)
+    assert [r[3] for r in rows(out)] == ["r2", "r2"]
+    assert all(name.startswith("part-r2-") for name in os.listdir(out / DATA_DIR))
+
+
+def test_rows_of_another_schema_neither_count_as_done_nor_get_compacted(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    path, mtime = document(inbox, "a.pdf", 10)
+    commit(out, "r1-invoice", path, [0, 1], size=10, mtime_ns=mtime, schema=OTHER)
+    commit(out, "r1-invoice-old", path, [0, 1], size=10, mtime_ns=111, schema=OTHER)
+    plan = plan_for(inbox, out)  # a transcribe run appending to the folder
+    assert plan.summary()["new"] == 1 and plan.documents == 1 and plan.superseded == {}
+    commit(out, "r2", path, [0, 1], size=10, mtime_ns=mtime)
+    folder = OutputFolder(str(out))
+    doc = doc_id_for(str(path))
+    assert drop_superseded(folder, "r3", {doc: (10, mtime)}, set(), SCOPE) == 0
+    assert drop_duplicate_pages(folder, {doc}, SCOPE) == 0
+    assert sorted({r[3] for r in rows(out)}) == ["r1-invoice", "r1-invoice-old", "r2"]
+    assert drop_superseded(folder, "r3", {}, {doc}, SCOPE) == 1  # --force: only this scope's rows go
+    assert sorted({r[3] for r in rows(out)}) == ["r1-invoice", "r1-invoice-old"]

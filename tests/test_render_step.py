@@ -1,0 +1,76 @@
+"""The render step on plain dict batches of plan rows, without Ray (in-process renderer)."""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf  # tests/ is on sys.path
+
+from pipeline.render import RenderLimits, iter_render
+from pipeline.render_step import IMAGES_PER_OUTPUT_BATCH, ROWS_PER_OUTPUT_BATCH, RenderDocuments
+
+LIMITS = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_pages_per_doc=3)
+
+
+def step(limits: RenderLimits = LIMITS) -> RenderDocuments:
+    return RenderDocuments("run-1", limits, renderer=lambda data, name: iter_render(data, name, limits))
+
+
+def plan_batch(*paths, done_pages=None) -> dict[str, list]:
+    return {"doc_id": [f"d{i}" for i in range(len(paths))], "source_uri": [str(p) for p in paths],
+            "size": [p.stat().st_size if p.exists() else None for p in paths],
+            "mtime_ns": [None] * len(paths), "done_pages": [done_pages] * len(paths)}
+
+
+def rows_of(batches) -> list[dict]:
+    out = []
+    for batch in batches:
+        out += [dict(zip(batch, values)) for values in zip(*batch.values())]
+    return out
+
+
+def test_pages_carry_the_document_identity(tmp_path):
+    pdf = tmp_path / "three.pdf"
+    pdf.write_bytes(mupdf_pdf(3))
+    rows = rows_of(step()(plan_batch(pdf)))
+    assert [r["page_index"] for r in rows] == [0, 1, 2]
+    assert {r["status"] for r in rows} == {"ok"}
+    assert {r["doc_sha256"] for r in rows} == {hashlib.sha256(pdf.read_bytes()).hexdigest()}
+    assert {(r["run_id"], r["doc_id"], r["doc_size"]) for r in rows} == {("run-1", "d0", pdf.stat().st_size)}
+    assert all(r["image"] is not None and "Corpus page" in r["text_layer"] for r in rows)
+
+
+def test_pages_already_committed_are_not_rendered_again(tmp_path):
+    pdf = tmp_path / "three.pdf"
+    pdf.write_bytes(mupdf_pdf(3))
+    rows = rows_of(step()(plan_batch(pdf, done_pages=[0, 2])))
+    assert [r["page_index"] for r in rows] == [1]
+
+
+def test_unreadable_and_oversized_files_become_rows(tmp_path):
+    big = tmp_path / "big.pdf"
+    big.write_bytes(mupdf_pdf(1) + b"\0" * 5000)
+    missing = tmp_path / "gone.pdf"
+    limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_file_bytes=4000)
+    rows = rows_of(step(limits)(plan_batch(big, missing)))
+    assert [(r["doc_id"], r["status"]) for r in rows] == [("d0", "file_too_large"), ("d1", "render_error")]
+    assert "max_file_bytes=4,000" in rows[0]["error"] and "cannot read file" in rows[1]["error"]
+
+
+def test_skipped_pages_travel_in_few_batches_and_images_in_small_ones(tmp_path):
+    many = tmp_path / "many.pdf"
+    many.write_bytes(claimed_pages(shared_tree=True, padded=True))
+    batches = list(step()(plan_batch(many)))
+    rows = rows_of(batches)
+    assert len(rows) == CLAIMED_PAGES
+    assert Counter(r["status"] for r in rows) == {"ok": 3, "page_skipped": CLAIMED_PAGES - 3}
+    assert len(batches) <= CLAIMED_PAGES // ROWS_PER_OUTPUT_BATCH + 1
+    assert all(sum(i is not None for i in b["image"]) <= IMAGES_PER_OUTPUT_BATCH for b in batches)
+
+
+def test_a_batch_never_holds_more_than_its_share_of_images(tmp_path):
+    pdf = tmp_path / "ten.pdf"
+    pdf.write_bytes(mupdf_pdf(10))
+    limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128)
+    batches = list(step(limits)(plan_batch(pdf)))
+    assert [len(b["page_index"]) for b in batches] == [4, 4, 2]
