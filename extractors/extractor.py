@@ -17,6 +17,7 @@ from extractors.decoding import JsonGrammar, RowResult
 from extractors.loading import ModelSpec, load_model
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
+from pipeline.geometry import model_canvas
 from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
 
 
@@ -54,6 +55,18 @@ def _is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _model_image(image):
+    """The page as the processor can take it: a hair-thin strip is padded with white."""
+    from PIL import Image
+
+    canvas = model_canvas(*image.size)
+    if canvas == image.size:
+        return image
+    padded = Image.new("RGB", canvas, (255, 255, 255))
+    padded.paste(image, (0, 0))
+    return padded
 
 
 class Extractor:
@@ -112,8 +125,8 @@ class Extractor:
     def _inputs(self, chunk: list[dict]):
         from PIL import Image
 
-        images = [[Image.frombuffer("RGB", (r["image_width"], r["image_height"]), r["image"], "raw", "RGB", 0, 1)]
-                  for r in chunk]
+        images = [[_model_image(Image.frombuffer("RGB", (r["image_width"], r["image_height"]), r["image"],
+                                                 "raw", "RGB", 0, 1))] for r in chunk]
         inputs = self.processor(text=[self.prompt] * len(chunk), images=images, padding=True, return_tensors="pt")
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
