@@ -70,3 +70,29 @@ def test_another_schema_is_refused_in_the_same_folder(invoice_run, samples, tiny
     out, _ = invoice_run
     with pytest.raises(ConfigError, match="--append"):
         run_extraction(config([samples], out, tiny_model, schema_ref="receipt"))
+
+
+def test_real_world_pdfs_run_to_completion(ray_local, tiny_model, tmp_path):
+    """PDFs we did not write (tests/data/realworld/SOURCES.md), plus truncated copies of two."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    realworld = Path(__file__).parent / "data" / "realworld"
+    pdfs = sorted(realworld.glob("*.pdf"))
+    for pdf in pdfs:
+        (inbox / pdf.name).write_bytes(pdf.read_bytes())
+    for name in ("Seige_of_Vicksburg_Sample_OCR.pdf", "indirect-rotation.pdf"):
+        data = (realworld / name).read_bytes()
+        (inbox / f"truncated_{name}").write_bytes(data[: len(data) // 3])
+    record = run_extraction(config([inbox], tmp_path / "out", tiny_model, schema_ref="transcribe",
+                                   max_new_tokens=16, max_pages_per_doc=3))
+    assert record["state"] == "succeeded"
+    rows = duckdb.sql(f"select source_uri, page_index, status, valid from read_parquet('{tmp_path}/out/data/*.parquet')"
+                      ).fetchall()
+    assert {Path(r[0]).name for r in rows} == {p.name for p in inbox.iterdir()}  # every file has rows
+    statuses = {r[2] for r in rows}
+    assert {"ok", "encrypted", "page_skipped"} <= statuses
+    assert not statuses & {"model_error", "invalid_output"}  # every page that rendered ran, validly
+    assert all(r[3] for r in rows if r[2] in ("ok", "generation_timeout"))
+    keys = [(r[0], r[1]) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert sum(record["counts"].values()) == len(rows)
