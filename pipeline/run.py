@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
 from pipeline.compact import drop_duplicate_pages, drop_superseded
+from pipeline.heartbeat import Heartbeat
 from pipeline.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.records import OutputFolder, utc_now, versions
 from pipeline.render_step import RenderDocuments
@@ -114,22 +115,21 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     docs_failed: set[str] = set()
     pages = out_tokens = 0
     try:
-        if plan.documents:
-            _init_ray()
-            last = time.monotonic()
-            for batch in build_dataset(config, plan.uri, plan.documents).iter_batches(batch_format="pyarrow", batch_size=None):
-                cols = batch.to_pydict()
-                counts.update(cols["status"])
-                pages += batch.num_rows
-                out_tokens += sum(t or 0 for t in cols["output_tokens"])
-                docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
-                if time.monotonic() - last > 10:  # heartbeat for `pageray status`
-                    record.update(counts=dict(counts), pages=pages)
-                    folder.write_run(record)
-                    last = time.monotonic()
-        record["superseded_files_rewritten"] = drop_superseded(folder, config.run_id, plan.superseded, plan.forced,
-                                                               plan.scope)
-        record["duplicate_files_rewritten"] = drop_duplicate_pages(folder, plan.duplicated, plan.scope)
+        with Heartbeat(folder, record) as beat:
+            if plan.documents:
+                _init_ray()
+                dataset = build_dataset(config, plan.uri, plan.documents)
+                for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    cols = batch.to_pydict()
+                    counts.update(cols["status"])
+                    pages += batch.num_rows
+                    out_tokens += sum(t or 0 for t in cols["output_tokens"])
+                    docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
+                    beat.update(counts=dict(counts), pages=pages)
+            beat.update(state="compacting")
+            rewritten = drop_superseded(folder, config.run_id, plan.superseded, plan.forced, plan.scope)
+            beat.update(superseded_files_rewritten=rewritten,
+                        duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope))
         state = "succeeded"
     except BaseException:
         state = "failed"

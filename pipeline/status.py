@@ -5,13 +5,13 @@ import time
 
 from pipeline.records import OutputFolder
 
-# A running driver rewrites its record at least every ~10 s; far older means it died.
+# A running driver rewrites its record every ~10 s (pipeline.heartbeat); far older means it died.
 STALE_AFTER_S = 300
 
 
 def run_state(record: dict, now: float | None = None) -> str:
     state = record.get("state", "?")
-    if state in ("running", "planning"):
+    if state in ("running", "planning", "compacting"):
         age = (now or time.time()) - float(record.get("updated_unix", 0))
         if age > STALE_AFTER_S:
             return f"died? (no heartbeat for {int(age)} s)"

@@ -99,3 +99,19 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
     assert "succeeded" in lines["r1-done"] and " 12 " in lines["r1-done"]
     assert "running" in lines["r2-live"]
     assert "died?" in lines["r3-dead"]
+
+
+def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
+    from pipeline.heartbeat import Heartbeat
+    from pipeline.status import run_state
+
+    folder = OutputFolder(str(tmp_path))
+    record = {"run_id": "r-busy", "state": "running", "pages": 0}
+    folder.write_run(record)
+    with Heartbeat(folder, record, every_s=0.05) as beat:
+        beat.update(pages=7)
+        time.sleep(0.5)  # the driver blocked (a model loading), no batch arriving
+        written = json.loads((tmp_path / "_runs" / "r-busy.json").read_text())
+    assert beat.beats >= 3 and written["pages"] == 7
+    assert run_state(written, now=written["updated_unix"] + 60) == "running"
+    assert run_state(written, now=written["updated_unix"] + 3600).startswith("died?")

@@ -1,0 +1,48 @@
+"""The run record's heartbeat, so `pageray status` can tell a live run from a dead one.
+
+A driver can go minutes without a finished batch (loading an 8B model, a slow first page);
+rewriting the record only when a batch arrived made such a run look dead. A daemon thread
+rewrites it every few seconds instead, whatever the pipeline is doing.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pipeline.records import OutputFolder
+
+BEAT_S = 10.0  # pipeline.status.STALE_AFTER_S allows many missed beats
+
+
+class Heartbeat:
+    """`with Heartbeat(folder, record) as beat:` ... `beat.update(pages=n)`; the record dict is
+    shared, and written by the thread while the block runs."""
+
+    def __init__(self, folder: OutputFolder, record: dict[str, Any], every_s: float = BEAT_S):
+        self.folder, self.record, self.every_s = folder, record, every_s
+        self.beats = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pageray-heartbeat", daemon=True)
+
+    def update(self, **values: Any) -> None:
+        with self._lock:
+            self.record.update(values)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            with self._lock:
+                snapshot = dict(self.record)
+            try:
+                self.folder.write_run(snapshot)
+                self.beats += 1
+            except Exception:  # noqa: BLE001 - a missed beat must not end the run; the final write reports
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
