@@ -14,15 +14,16 @@ page on at once, so neither side ever holds a whole document. The child runs und
 - no core dumps: a crash-prone corpus must not fill the disk with 400 MB cores.
 
 A child killed by a signal is retried a bounded number of times, resuming after the pages
-already delivered; after that the document ends with a `render_crash` row. Pages received
-before any failure are kept, so nothing already rendered is lost.
+already delivered; after that the page is a `render_crash` row and a new child goes on with
+the next page. Pages received before any failure are kept, so nothing rendered is lost, and
+every page ends as a row (see IsolatedRenderer.__call__). What runs inside the child is in
+pipeline.render_child.
 """
 from __future__ import annotations
 
 import math
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -31,85 +32,19 @@ import types
 from dataclasses import dataclass
 from typing import Iterator
 
+from pipeline import render_child
 from pipeline.datamodel import Status
 from pipeline.render import RenderLimits, skipped_row
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
-MIB = 1024 * 1024
-# CPU seconds a child may use beyond render_timeout_s before the kernel stops it (SIGXCPU),
-# and after that before SIGKILL; the parent's wall-clock timeout normally fires first.
+# CPU seconds a child may use beyond render_timeout_s before the kernel stops it (SIGXCPU);
+# the parent's wall-clock timeout normally fires first.
 CPU_GRACE_S = 2
-CPU_KILL_AFTER_S = 5
 # A document whose pages keep crashing the renderer is poison: after this many, stop trying.
 MAX_FAILED_PAGES = 3
 
-# How MuPDF (fz_malloc / fz_calloc / fz_realloc) and Python report an allocation that
-# RLIMIT_AS refused. pipeline.render records either as a render_error row; inside a
-# memory-limited child the cause is known, and the row says so.
-_ALLOCATION_FAILED = re.compile(r"\bMemoryError\b|\b(?:m|c|re)alloc \([^)]*\) failed")
 _START_LOCK = threading.Lock()
-
-
-def _address_space_bytes() -> int:
-    """This process's mapped address space (VmSize); 0 where /proc is missing."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _set_limit(kind: int, soft: int, hard: int) -> None:
-    import resource
-
-    _, current_hard = resource.getrlimit(kind)
-    if current_hard != resource.RLIM_INFINITY:  # never ask for more than we are allowed
-        soft, hard = min(soft, current_hard), min(hard, current_hard)
-    resource.setrlimit(kind, (soft, hard))
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-
-def _label_memory_failure(page: dict, memory_mb: int) -> dict:
-    if page["status"] == Status.RENDER_ERROR.value and _ALLOCATION_FAILED.search(page["error"] or ""):
-        page["status"] = Status.RENDER_MEMORY.value
-        page["error"] = f"render_memory_mb={memory_mb} exceeded: {page['error']}"
-    return page
-
-
-def _child(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int, cpu_s: int, skip: int,
-           crash_on: str | None) -> None:
-    import resource
-
-    import pymupdf
-
-    from pipeline.render import iter_render
-
-    # MuPDF prints each error to stdout besides raising it; the row's error column already
-    # carries the message, and the chatter would interleave with the run's own output.
-    pymupdf.TOOLS.mupdf_display_errors(False)
-    limit = _address_space_bytes() + memory_mb * MIB
-    _set_limit(resource.RLIMIT_AS, limit, limit)
-    _set_limit(resource.RLIMIT_CPU, cpu_s, cpu_s + CPU_KILL_AFTER_S)
-    _set_limit(resource.RLIMIT_CORE, 0, 0)
-    if crash_on and crash_on in name:
-        os.abort()
-    try:
-        for page in iter_render(data, name, limits, start=skip):
-            if page["page_index"] >= skip:  # a retry resumes after the pages already delivered
-                conn.send(_label_memory_failure(page, memory_mb))
-        conn.send(("done", _peak_rss_bytes(), None))
-    except MemoryError:
-        conn.send(("memory", _peak_rss_bytes(), None))
-    except Exception as exc:  # noqa: BLE001 - reported as the document's row, not a traceback on stderr
-        conn.send(("error", _peak_rss_bytes(), f"{type(exc).__name__}: {exc}"))
-    conn.close()
-    os._exit(0)  # skip interpreter teardown: nothing to flush, and it is the slow part
 
 
 def _start(proc: multiprocessing.process.BaseProcess) -> None:
@@ -155,7 +90,7 @@ class IsolatedRenderer:
         # and the forkserver may have started before the variable was set.
         self._crash_on = os.environ.get(CRASH_HOOK_ENV) or None
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["pipeline.render", "pipeline.isolation"])
+        self._ctx.set_forkserver_preload(["pipeline.render", "pipeline.render_child"])
         self.children_started = 0
         self.peak_rss_bytes = 0
 
@@ -201,7 +136,7 @@ class IsolatedRenderer:
     def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
         """Yield this child's pages; return None when it finished, else the failure row."""
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=_child, daemon=True, args=(
+        proc = self._ctx.Process(target=render_child.main, daemon=True, args=(
             send_conn, data, name, self.limits, self.memory_mb, self._cpu_s, progress.delivered, self._crash_on))
         started = time.monotonic()
         try:

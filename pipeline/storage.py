@@ -145,15 +145,29 @@ def _walk_remote(uri: str) -> Iterator[DocRef]:
     scheme = uri.split("://", 1)[0]
     try:
         info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
-            yield DocRef(uri, info.size, info.mtime_ns or 0)
-            return
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=False))
-    except (OSError, FileNotFoundError) as exc:
+    except OSError as exc:
         raise StorageError(f"cannot list {uri!r}: {exc}") from exc
-    for info in sorted(infos, key=lambda i: i.path):
-        if info.type == pafs.FileType.File and _is_document(info.base_name):
-            yield DocRef(f"{scheme}://{info.path}", info.size, info.mtime_ns or 0)
+    if info.type == pafs.FileType.File:
+        yield DocRef(uri, info.size, info.mtime_ns or 0)
+        return
+    yield from _walk_remote_folder(fs, scheme, path)
+
+
+def _walk_remote_folder(fs: pafs.FileSystem, scheme: str, path: str) -> Iterator[DocRef]:
+    """One prefix level at a time (delimiter listings), files first, then each sub-prefix, so
+    memory is bounded by the widest single folder, not by the bucket."""
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=False))
+    except OSError as exc:
+        raise StorageError(f"cannot list {scheme}://{path}: {exc}") from exc
+    infos.sort(key=lambda i: i.path)
+    folders = [i.path for i in infos if i.type == pafs.FileType.Directory]
+    files = [DocRef(f"{scheme}://{i.path}", i.size, i.mtime_ns or 0) for i in infos
+             if i.type == pafs.FileType.File and _is_document(i.base_name)]
+    del infos
+    yield from files
+    for folder in folders:
+        yield from _walk_remote_folder(fs, scheme, folder)
 
 
 def iter_documents(roots: list[str], follow_symlinks: bool = False,

@@ -2,6 +2,7 @@
 check the output page for page: every page of every input exactly once."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,31 +14,58 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.render import RenderLimits, render_document
 
 pytestmark = pytest.mark.slow
 PAGERAY = str(Path(sys.executable).parent / "pageray")
-
-
-def expected_pages(folder: Path) -> set[tuple[str, int]]:
-    """The pages an uninterrupted run writes: one row per rendered page (or per failed document)."""
-    out = set()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            for page in render_document(path.read_bytes(), path.name, RenderLimits()):
-                out.add((str(path), page["page_index"]))
-    return out
+TAG = "PAGERAY_TEST_RUN_TAG"
 
 
 def parts(out: Path) -> list[Path]:
     return sorted((out / "data").glob("part-*.parquet")) if (out / "data").exists() else []
 
 
-def start(inbox: Path, out: Path, model: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+def pages(out: Path, *columns: str) -> list[tuple]:
+    cols = ", ".join(("source_uri", "page_index") + columns)
+    return duckdb.sql(f"select {cols} from read_parquet('{out}/data/*.parquet')").fetchall() if parts(out) else []
+
+
+def relative(rows, root: Path) -> set[tuple]:
+    return {(str(Path(r[0]).relative_to(root)), *r[1:]) for r in rows}
+
+
+def start(inbox: Path, out: Path, model: Path, tag: str) -> subprocess.Popen:
+    # TAG marks every process of this run's local Ray (workers inherit the driver's environment),
+    # so the test can end exactly those and nothing else on the machine.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {TAG: tag}
     return subprocess.Popen([PAGERAY, "extract", str(inbox), "--schema", "transcribe", "--out", str(out),
                              "--model", str(model), "--max-new-tokens", "24", "--batch-size", "2"],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def tagged(tag: str, title: str = "") -> list[int]:
+    """PIDs whose environment carries TAG=tag (and whose command line contains `title`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"{TAG}={tag}".encode() in environ and title in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_tagged(tag: str, title: str = "") -> int:
+    pids = tagged(tag, title)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
 
 
 def wait_for(cond, timeout: float) -> bool:
@@ -49,38 +77,45 @@ def wait_for(cond, timeout: float) -> bool:
     return False
 
 
-def kill_extractor_actor() -> bool:
-    found = subprocess.run(["pgrep", "-f", r"MapBatches\(Extractor\)"], capture_output=True, text=True)
-    pids = [int(p) for p in found.stdout.split()]
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    return bool(pids)
+def run_record(out: Path, run_id: str) -> dict:
+    return json.loads((out / "_runs" / f"{run_id}.json").read_text())
 
 
 def test_killed_runs_resume_to_exactly_once(samples, tiny_model, tmp_path):
-    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox, out, clean = tmp_path / "in", tmp_path / "out", tmp_path / "clean"
     for sub in ("a", "b"):
         shutil.copytree(samples, inbox / sub)
-    expected = expected_pages(inbox)
 
     # 1. the driver (and its whole local Ray) dies with SIGKILL after some pages are committed
-    proc = start(inbox, out, tiny_model)
+    proc = start(inbox, out, tiny_model, "run1")
     assert wait_for(lambda: len(parts(out)) >= 1, 300), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # the killed run's own local Ray (gcs, raylet, workers) would otherwise keep both cores busy
-    subprocess.run(["pkill", "-9", "-f", "ray::MapWorker"], check=False)
-    committed_after_kill = len(parts(out))
+    kill_tagged("run1")  # Ray's own processes left the driver's process group
+    first = pages(out, "run_id")
+    assert first, "pages were committed before the kill"
 
     # 2. resubmit; an extractor actor is killed mid-batch while it runs
-    proc = start(inbox, out, tiny_model)
-    assert wait_for(lambda: len(parts(out)) > committed_after_kill, 300)
-    assert kill_extractor_actor()
+    proc = start(inbox, out, tiny_model, "run2")
+    assert wait_for(lambda: len(pages(out)) > len(first), 300)
+    assert kill_tagged("run2", "MapBatches(Extractor)") >= 1
     rc = proc.wait(600)
     if rc != 0:  # Ray may give up on the dead actor; the next submission must still finish the job
-        rc = start(inbox, out, tiny_model).wait(600)
+        rc = start(inbox, out, tiny_model, "run3").wait(600)
     assert rc == 0
+    kill_tagged("run2")
+    kill_tagged("run3")
 
-    got = duckdb.sql(f"select source_uri, page_index from read_parquet('{out}/data/*.parquet')").fetchall()
-    assert len(got) == len(set(got)), "no page twice"
-    assert set(got) == expected, "no page missing"
+    got = pages(out, "run_id", "status")
+    keys = [(r[0], r[1]) for r in got]
+    assert len(keys) == len(set(keys)), "no page twice"
+    # pages committed before the kill were kept, not computed again
+    assert set(first) <= {(r[0], r[1], r[2]) for r in got}
+    runs = sorted(p.stem for p in (out / "_runs").glob("*.json"))
+    resumed = [run_record(out, r)["plan"] for r in runs[1:]]
+    assert resumed[0]["skipped"] + resumed[0]["resumed"] >= 1
+
+    # the same pages, with the same statuses, as one uninterrupted run
+    assert start(inbox, clean, tiny_model, "clean").wait(600) == 0
+    kill_tagged("clean")
+    assert relative([(r[0], r[1], r[3]) for r in got], inbox) == relative(pages(clean, "status"), inbox)

@@ -134,3 +134,39 @@ def test_skipped_files_are_logged_by_default(tmp_path, caplog):
     (root / "leak.pdf").symlink_to("/etc/hostname")
     assert list(iter_documents([str(root)])) == []
     assert "leak.pdf" in caplog.text and "--follow-symlinks" in caplog.text
+
+
+@pytest.fixture()
+def s3_bucket(monkeypatch):
+    """moto's S3 server on 127.0.0.1 (no Ray), with the AWS variables pointing at it."""
+    import boto3
+    from clusters import free_port
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="docs")
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+def test_s3_prefixes_are_walked_level_by_level(s3_bucket):
+    keys = ["in/b.pdf", "in/a.PDF", "in/notes.txt", "in/2025/x.png", "in/2025/deep/y.tif", "in/2024/z.pdf",
+            "other/q.pdf"]
+    for key in keys:
+        s3_bucket.put_object(Bucket="docs", Key=key, Body=b"%PDF-1.7 " + key.encode())
+    found = [(d.uri, d.size) for d in iter_documents(["s3://docs/in"])]
+    assert [uri for uri, _ in found] == ["s3://docs/in/a.PDF", "s3://docs/in/b.pdf", "s3://docs/in/2024/z.pdf",
+                                         "s3://docs/in/2025/x.png", "s3://docs/in/2025/deep/y.tif"]
+    assert dict(found)["s3://docs/in/b.pdf"] == len(b"%PDF-1.7 in/b.pdf")
+    assert [d.uri for d in iter_documents(["s3://docs/in/2024/z.pdf"])] == ["s3://docs/in/2024/z.pdf"]
+    with pytest.raises(StorageError, match="s3://docs/missing"):
+        list(iter_documents(["s3://docs/missing"]))
