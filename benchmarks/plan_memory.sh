@@ -18,3 +18,11 @@ for d in range((n + per - 1) // per):
 PY
 fi
 /usr/bin/time -f "plan over $N paths: %e s wall, max RSS %M KiB" pageray plan "$ROOT/in" --out "$ROOT/out"
+# The same listing against an output that already holds one committed page per document: the
+# plan now reads the output index too, and every document is skipped.
+if [ "${WITH_OUTPUT:-1}" = 1 ]; then
+  rm -rf "$ROOT/out-full"
+  python3 "$(dirname "$0")/fill_output.py" "$ROOT/in" "$ROOT/out-full"
+  /usr/bin/time -f "plan over $N paths, $N committed pages: %e s wall, max RSS %M KiB" \
+    pageray plan "$ROOT/in" --out "$ROOT/out-full"
+fi

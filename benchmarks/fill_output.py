@@ -1,0 +1,55 @@
+"""Make OUT look as if an earlier run had committed one `ok` page for every document under IN,
+so `pageray plan IN --out OUT` has to read (and hold) an index of that size; every document is
+then `skipped`. Used by plan_memory.sh; writes part files of 100,000 rows.
+
+    python benchmarks/fill_output.py IN OUT
+"""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import DEFAULT_MODEL
+from pipeline.datamodel import output_schema
+from pipeline.storage import doc_id_for
+from schemas import arrow_type, load_schema
+
+ROWS_PER_FILE = 100_000
+
+
+def write_part(out: str, number: int, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple) -> None:
+    n = len(docs)
+    uris, sizes, mtimes = zip(*docs)
+    columns = {"doc_id": [doc_id_for(u) for u in uris], "source_uri": list(uris), "doc_size": list(sizes),
+               "doc_mtime_ns": list(mtimes), "page_index": [0] * n, "page_count": [1] * n,
+               "status": ["ok"] * n, "schema_id": [ids[0]] * n, "model_id": [ids[1]] * n,
+               "run_id": ["filled"] * n, "created_at": [datetime.now(timezone.utc)] * n}
+    arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), f"{out}/data/part-filled-{number:05d}.parquet",
+                   compression="zstd")
+
+
+def main(inbox: str, out: str) -> None:
+    transcribe = load_schema("transcribe")
+    schema = output_schema(arrow_type(transcribe))
+    ids = (transcribe.id, DEFAULT_MODEL)
+    os.makedirs(f"{out}/data", exist_ok=True)
+    docs, number = [], 0
+    for folder, _, names in sorted(os.walk(os.path.abspath(inbox))):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            st = os.stat(path)
+            docs.append((path, st.st_size, st.st_mtime_ns))
+            if len(docs) == ROWS_PER_FILE:
+                write_part(out, number, docs, schema, ids)
+                docs, number = [], number + 1
+    if docs:
+        write_part(out, number, docs, schema, ids)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
