@@ -242,9 +242,11 @@ SAMPLES = {
 
 
 def write_samples(folder: Path) -> list[Path]:
-    """Write the sample documents into `folder` (created if missing); returns their paths."""
+    """Write the sample documents into `folder` (created if missing); returns their paths.
+    Files already there are left alone, so running the demo again finds nothing new to do."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, build in SAMPLES.items():
-        (folder / name).write_bytes(build())
+        if not (folder / name).exists():
+            (folder / name).write_bytes(build())
     return [folder / name for name in SAMPLES]
