@@ -11,7 +11,7 @@ import pyarrow as pa
 from pipeline.compact import drop_duplicate_pages, drop_superseded
 from pipeline.config import DEFAULT_MODEL, RunConfig
 from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.index import Scope
+from pipeline.index import Scope, load_index
 from pipeline.plan import make_plan
 from pipeline.records import OutputFolder
 from pipeline.storage import doc_id_for
@@ -106,3 +106,28 @@ def test_rows_of_another_schema_neither_count_as_done_nor_get_compacted(tmp_path
     assert sorted({r[3] for r in rows(out)}) == ["r1-invoice", "r1-invoice-old", "r2"]
     assert drop_superseded(folder, "r3", {}, {doc}, SCOPE) == 1  # --force: only this scope's rows go
     assert sorted({r[3] for r in rows(out)}) == ["r1-invoice", "r1-invoice-old"]
+
+
+def test_the_index_knows_complete_partial_and_document_level_rows(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    half, half_mtime = document(inbox, "half.pdf", 10)
+    whole, whole_mtime = document(inbox, "whole.pdf", 11)
+    broken, broken_mtime = document(inbox, "broken.pdf", 12)
+    commit(out, "r1", half, [1], size=10, mtime_ns=half_mtime)        # page 2 of 2 committed
+    commit(out, "r1", whole, [0, 1], size=11, mtime_ns=whole_mtime)
+    rows = [{"run_id": "r1", "schema_id": SCOPE.schema_id, "model_id": SCOPE.model_id,
+             "doc_id": doc_id_for(str(broken)), "source_uri": str(broken), "doc_size": 12,
+             "doc_mtime_ns": broken_mtime, "page_index": 0, "page_count": None, "status": "render_error"}]
+    table = rows_to_table(rows, SCHEMA)
+    write_table_atomically(table, f"{out}/{DATA_DIR}/{part_name('r1', table)}")
+    index = load_index(OutputFolder(str(out)), SCOPE)
+    [half_version] = index.versions(doc_id_for(str(half))).values()
+    assert (half_version.committed, half_version.page_count, half_version.pages) == (1, 2, frozenset({1}))
+    assert not half_version.complete()
+    assert index.versions(doc_id_for(str(whole)))[(11, whole_mtime)].complete()
+    assert index.versions(doc_id_for(str(broken)))[(12, broken_mtime)].complete()
+    assert index.versions("0" * 24) == {}
+    assert load_index(OutputFolder(str(out)), OTHER).versions(doc_id_for(str(whole))) == {}
+    plan = plan_for(inbox, out)
+    assert (plan.summary()["resumed"], plan.summary()["skipped"], plan.documents) == (1, 2, 1)
