@@ -149,7 +149,8 @@ def load_model(spec: ModelSpec):
 
 def preflight(spec: ModelSpec) -> None:
     """Fail fast in the driver, before any work, when the model cannot be found at all or an
-    option needs a package that is not installed (workers share the driver's environment)."""
+    option needs a package that is not installed. This assumes the workers run the driver's
+    environment (the same image, or the job's runtime_env); install the package there too."""
     from transformers import AutoConfig
 
     if spec.quantize and importlib.util.find_spec("bitsandbytes") is None:

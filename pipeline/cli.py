@@ -85,18 +85,23 @@ def extract(
 def plan(
     inputs: List[str] = typer.Argument(..., help="files, folders or s3:// prefixes"),
     out: str = typer.Option(..., "--out"),
-    schema: str = typer.Option("transcribe", "--schema"),
+    schema: Optional[str] = typer.Option(None, "--schema", help="default: the one the output folder was made with"),
+    model: Optional[str] = typer.Option(None, "--model", help="default: the one the output folder was made with"),
     force: bool = typer.Option(False, "--force"),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
+    from pipeline.index import Scope
     from pipeline.plan import SHARD_DOCS, make_plan
     from pipeline.records import OutputFolder
 
     try:
-        config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema, force=force,
-                                 follow_symlinks=follow_symlinks)
-        summary = make_plan(config, OutputFolder(config.out), write=False).summary()
+        made = OutputFolder(out).manifest() or {}
+        config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema or "transcribe", force=force,
+                                 model=model or made.get("model") or DEFAULT_MODEL, follow_symlinks=follow_symlinks)
+        schema_id = config.extraction_schema().id if schema or not made else made["schema_id"]
+        summary = make_plan(config, OutputFolder(config.out), write=False,
+                            scope=Scope(schema_id, config.model)).summary()
     except (FatalError, ValueError) as exc:
         fail(exc)
     summary.pop("uri")

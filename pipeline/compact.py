@@ -8,6 +8,8 @@ documents it skips, and finishes the job.
 """
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -95,8 +97,9 @@ def drop_superseded(folder: OutputFolder, run_id: str, current: dict[str, tuple[
         return 0
     rewritten = 0
     docs = pa.array(sorted(set(current) | forced), pa.string())
+    own = re.compile(rf"part-{re.escape(run_id)}-[0-9a-f]{{20}}\.parquet")
     for info in _part_files(folder):
-        if info.base_name.startswith("part-" + run_id + "-"):
+        if own.fullmatch(info.base_name):  # not a prefix test: run "nightly" vs "nightly-2"
             continue
         probe = pads.dataset(info.path, filesystem=folder.fs, format="parquet").to_table(
             columns=["doc_id"], filter=pc.field("doc_id").isin(docs))

@@ -112,6 +112,8 @@ def load_index(folder: OutputFolder, scope: Scope) -> OutputIndex:
         return OutputIndex()
     # Sorted, each document version is a run of rows: aggregated with numpy, which costs about
     # half the peak memory of Arrow's hash group-by with count_distinct.
+    for name in ("doc_size", "doc_mtime_ns"):  # a missing size/mtime is version (0, 0), as listed
+        table = table.set_column(table.schema.get_field_index(name), name, table.column(name).fill_null(0))
     table = table.take(pc.sort_indices(table, sort_keys=[(c, "ascending") for c in INDEX_COLUMNS[:4]]))
     doc = table.column("doc_id")
     size, mtime, page, count = (table.column(c).fill_null(f).to_numpy()

@@ -102,11 +102,20 @@ class IsolatedRenderer:
         output, and a scheduled run does not render (and hang on) it again."""
         progress, failed, attempt = _Progress(), 0, 1
         while True:
+            before = progress.delivered
             failure = yield from self._attempt(data, name, progress, attempt)
-            if failure is None or progress.complete:
-                # complete: the child crashed or hung after its last page (closing the
-                # document); a failure row would claim a page that does not exist
+            if progress.complete:
+                # the child crashed or hung after its last page (closing the document): a
+                # failure row would claim a page that does not exist
                 return
+            if failure is None:
+                if progress.page_count is None or progress.delivered == 0:
+                    return  # a finished first child: the document had its rows (or its one error row)
+                # a follow-on child that ended early: it could not reopen the document
+                failure = self._failure(Status.RENDER_ERROR, f"the renderer stopped after page "
+                                        f"{progress.delivered} of {progress.page_count}", progress.waited_s)
+            if progress.delivered > before:
+                attempt = 1  # the retries are per failing page, not per document
             if failure["status"] == Status.RENDER_CRASH.value and attempt <= self.retries:
                 attempt += 1
                 continue

@@ -73,10 +73,12 @@ def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
                    row_group_size=DOCS_PER_BLOCK)
 
 
-def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True) -> Plan:
+def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None) -> Plan:
+    """Classify every listed document against the output's rows of `scope` (default: this
+    config's schema and model) and write the plan shards."""
     path = f"{folder.path}/{RUNS_DIR}/{config.run_id}/plan"
     plan = Plan(uri=join(config.out, RUNS_DIR, config.run_id, "plan") if is_remote(config.out) else path, path=path)
-    plan.scope = Scope(config.extraction_schema().id, config.model)
+    plan.scope = scope or Scope(config.extraction_schema().id, config.model)
     index = load_index(folder, plan.scope)
     buf: list[tuple] = []
     for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks):

@@ -8,6 +8,7 @@ that died still leaves its last heartbeat.
 from __future__ import annotations
 
 import json
+import uuid
 import platform
 import time
 from datetime import datetime, timezone
@@ -57,10 +58,19 @@ class OutputFolder:
         data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
         try:
             self.fs.create_dir(self.path + "/" + rel.rpartition("/")[0] if "/" in rel else self.path, recursive=True)
-            with self.fs.open_output_stream(f"{self.path}/{rel}") as f:
+            # written aside and renamed: `pageray status` may read a run record while the
+            # heartbeat rewrites it, and must never see half a file
+            final = f"{self.path}/{rel}"
+            tmp = f"{final.rpartition('/')[0]}/.{final.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}.tmp"
+            with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
+            self.fs.move(tmp, final)
         except OSError as exc:
             raise StorageError(f"cannot write {join(self.uri, rel)}: {exc}") from exc
+
+    def manifest(self) -> dict | None:
+        """What the folder was made with (schema id and name, model), if any run claimed it."""
+        return self._read_json(MANIFEST)
 
     def claim(self, schema_id: str, schema_name: str, model: str, run_id: str, append: bool) -> None:
         """Refuse to mix schemas or models in one folder unless the user asked for it."""

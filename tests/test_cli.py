@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.index import Scope
 from pipeline.records import OutputFolder
 
 runner = CliRunner()
@@ -115,3 +116,33 @@ def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
     assert beat.beats >= 3 and written["pages"] == 7
     assert run_state(written, now=written["updated_unix"] + 60) == "running"
     assert run_state(written, now=written["updated_unix"] + 3600).startswith("died?")
+
+
+def test_model_tiny_builds_a_checkpoint_the_extract_preflight_accepts(tmp_path):
+    from extractors.loading import ModelSpec, preflight
+
+    result = invoke("model", "tiny", "--out", str(tmp_path / "tiny"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny" / "config.json").exists() and "tiny Idefics2 written to" in result.output
+    preflight(ModelSpec(model=str(tmp_path / "tiny")))  # raises if it is not a loadable Idefics2 folder
+
+
+def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(samples, tmp_path):
+    from pipeline.config import DEFAULT_MODEL
+    from schemas import load_schema
+
+    from test_compact import commit  # a committed earlier run, made by hand
+
+    out = tmp_path / "out"
+    invoice = load_schema("invoice").id
+    OutputFolder(str(out)).claim(invoice, "invoice", "/models/idefics2-8b", "r1", append=False)
+    files = sorted(p for p in samples.rglob("*") if p.is_file())
+    for path in files:
+        st = path.stat()
+        commit(out, "r1", path, [0], size=st.st_size, mtime_ns=st.st_mtime_ns,
+               scope=Scope(invoice, "/models/idefics2-8b"), page_count=1)
+    made_with = json.loads(invoke("plan", str(samples), "--out", str(out)).output)
+    assert (made_with["skipped"], made_with["new"]) == (len(files), 0)
+    other = json.loads(invoke("plan", str(samples), "--out", str(out), "--schema", "receipt").output)
+    assert (other["skipped"], other["new"]) == (0, len(files))
+    assert DEFAULT_MODEL != "/models/idefics2-8b"

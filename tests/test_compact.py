@@ -24,9 +24,11 @@ SCOPE = Scope(load_schema("transcribe").id, DEFAULT_MODEL)
 OTHER = Scope(load_schema("invoice").id, DEFAULT_MODEL)
 
 
-def commit(out, run_id: str, path, pages, size: int, mtime_ns: int, minutes: int = 0, schema=None) -> None:
-    rows = [{"run_id": run_id, "schema_id": (schema or SCOPE).schema_id, "model_id": SCOPE.model_id, "doc_id": doc_id_for(str(path)), "source_uri": str(path), "doc_sha256": f"{size}",
-             "doc_size": size, "doc_mtime_ns": mtime_ns, "page_index": p, "page_count": 2, "status": "ok",
+def commit(out, run_id: str, path, pages, size: int, mtime_ns: int, minutes: int = 0, schema=None, scope=None,
+           page_count: int = 2) -> None:
+    scope = scope or schema or SCOPE
+    rows = [{"run_id": run_id, "schema_id": scope.schema_id, "model_id": scope.model_id, "doc_id": doc_id_for(str(path)), "source_uri": str(path), "doc_sha256": f"{size}",
+             "doc_size": size, "doc_mtime_ns": mtime_ns, "page_index": p, "page_count": page_count, "status": "ok",
              "created_at": T0 + timedelta(minutes=minutes)} for p in pages]
     table = rows_to_table(rows, SCHEMA)
     (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
@@ -131,3 +133,14 @@ def test_the_index_knows_complete_partial_and_document_level_rows(tmp_path):
     assert load_index(OutputFolder(str(out)), OTHER).versions(doc_id_for(str(whole))) == {}
     plan = plan_for(inbox, out)
     assert (plan.summary()["resumed"], plan.summary()["skipped"], plan.documents) == (1, 2, 1)
+
+
+def test_a_run_whose_id_extends_another_is_still_compacted(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    path, mtime = document(inbox, "a.pdf", 10)
+    commit(out, "nightly-2", path, [0, 1], size=10, mtime_ns=111)   # the old version, run "nightly-2"
+    commit(out, "nightly", path, [0, 1], size=10, mtime_ns=mtime)   # this run, "nightly"
+    doc = doc_id_for(str(path))
+    assert drop_superseded(OutputFolder(str(out)), "nightly", {doc: (10, mtime)}, set(), SCOPE) == 1
+    assert {r[3] for r in rows(out)} == {"nightly"}

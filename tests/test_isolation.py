@@ -128,6 +128,17 @@ def test_a_document_that_keeps_crashing_still_gets_a_row_for_every_page():
     assert renderer.children_started == 3
 
 
+def test_retries_are_per_failing_page_not_per_document():
+    renderer = IsolatedRenderer(RenderLimits(), retries=1)
+    rows = []
+    for row in renderer(pages_pdf(*[False] * 4), "twice.pdf"):
+        rows.append(row)
+        if len(rows) <= 2:  # the first child dies after page 1, its replacement after page 2
+            [child] = render_children()
+            os.kill(child, signal.SIGSEGV)
+    assert statuses(rows) == ["ok"] * 4 and renderer.children_started == 3
+
+
 def test_after_a_timeout_the_remaining_pages_are_rows_too(fast_pdf):
     renderer = IsolatedRenderer(SMALL, timeout_s=2)
     list(renderer(fast_pdf, "warm_up.pdf"))
