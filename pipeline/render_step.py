@@ -15,9 +15,10 @@ from pipeline.errors import describe
 from pipeline.render import RenderLimits
 from pipeline.storage import read_bytes
 
-# A batch leaves the step once it holds this many page images (the memory that matters), or
-# this many rows: a file claiming 100,000 pages yields ~98,000 image-less `page_skipped` rows,
-# and flushing those 4 at a time made ~25,000 tiny blocks that took minutes to move.
+# A batch leaves the step once it holds `images_per_batch` page images (the extractor's batch
+# size: each output block is one model batch, across documents), or this many rows: a file
+# claiming 100,000 pages yields ~98,000 image-less `page_skipped` rows, and flushing those a
+# few at a time made ~25,000 tiny blocks that took minutes to move.
 IMAGES_PER_OUTPUT_BATCH = 4
 ROWS_PER_OUTPUT_BATCH = 8192
 
@@ -35,9 +36,10 @@ class RenderDocuments:
     """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows."""
 
     def __init__(self, run_id: str, limits: RenderLimits, timeout_s: float = 120.0, memory_mb: int = 4096,
-                 retries: int = 1, renderer=None):
+                 retries: int = 1, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH):
         self.run_id = run_id
         self.limits = limits
+        self.images_per_batch = images_per_batch
         if renderer is None:
             from pipeline.isolation import IsolatedRenderer
 
@@ -45,17 +47,17 @@ class RenderDocuments:
         self.renderer = renderer
 
     def __call__(self, batch: Mapping[str, Any]) -> Iterator[dict[str, list]]:
+        pages: list[dict] = []
+        images = 0
         for doc in batch_to_rows(batch):
-            pages: list[dict] = []
-            images = 0
             for page in self.pages(doc):
                 pages.append(page)
                 images += page.get("image") is not None
-                if images >= IMAGES_PER_OUTPUT_BATCH or len(pages) >= ROWS_PER_OUTPUT_BATCH:
+                if images >= self.images_per_batch or len(pages) >= ROWS_PER_OUTPUT_BATCH:
                     yield _columns(pages)
                     pages, images = [], 0
-            if pages:
-                yield _columns(pages)
+        if pages:
+            yield _columns(pages)
 
     def pages(self, doc: Mapping[str, Any]) -> Iterator[dict]:
         started = time.perf_counter()

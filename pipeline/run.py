@@ -64,8 +64,14 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus > 0:
         n = min(config.actors or gpus, gpus)
-        return {"concurrency": (1, n) if n > 1 else 1, "num_gpus": 1}
-    return {"concurrency": config.actors or 1, "num_cpus": _cpu_share()}
+        # Ray Data insists on a batch size for GPU stages; image-less rows then cost a call per
+        # batch_size of them (milliseconds each), which only a file claiming huge page counts notices.
+        # A fixed pool, one actor per GPU, started at once (asynchronously: work goes to the actors
+        # that are ready). An autoscaling (1, n) pool left the second node idle when the work
+        # arrived in a few large blocks.
+        return {"concurrency": n, "num_gpus": 1, "batch_size": config.batch_size}
+    # whole render blocks: the extractor chunks their images into batch_size model batches itself
+    return {"concurrency": config.actors or 1, "num_cpus": _cpu_share(), "batch_size": None}
 
 
 def build_dataset(config: RunConfig, plan_uri: str, documents: int):
@@ -76,17 +82,21 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
 
     schema = config.extraction_schema()
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(), "timeout_s": config.render_timeout_s,
-                     "memory_mb": config.render_memory_mb, "retries": config.render_retries}
+                     "memory_mb": config.render_memory_mb, "retries": config.render_retries,
+                     "images_per_batch": config.batch_size}
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
     # the plan is small rows; splitting it costs nothing and makes each block a few documents
     ds = ray.data.read_parquet(plan_uri, num_cpus=0.1).repartition(blocks)
-    # Render actors keep their forkserver warm; one document per call keeps blocks small.
-    ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=1,
+    # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
+    # the step emits batches of `batch_size` page images, across documents, so a model batch is
+    # full even when documents have one page, and image-less rows (skipped pages, error rows)
+    # ride along in blocks of thousands instead of thousands of tiny blocks.
+    ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=None,
                         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
     ds = ds.map_batches(Extractor, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
                                                           "settings": config.extract_settings()},
-                        batch_size=config.batch_size, batch_format="pyarrow", **extractor_pool(config))
+                        batch_format="pyarrow", **extractor_pool(config))
     ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
                                                             "schema": output_schema(arrow_type(schema))},
                         batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0)

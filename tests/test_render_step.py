@@ -74,3 +74,15 @@ def test_a_batch_never_holds_more_than_its_share_of_images(tmp_path):
     limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128)
     batches = list(step(limits)(plan_batch(pdf)))
     assert [len(b["page_index"]) for b in batches] == [4, 4, 2]
+
+
+def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_path):
+    paths = []
+    for number in range(5):
+        paths.append(tmp_path / f"one_{number}.pdf")
+        paths[-1].write_bytes(mupdf_pdf(1))
+    limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128)
+    renderer = RenderDocuments("run-1", limits, renderer=lambda d, n: iter_render(d, n, limits), images_per_batch=4)
+    batches = list(renderer(plan_batch(*paths)))
+    assert [len(b["doc_id"]) for b in batches] == [4, 1]
+    assert batches[0]["doc_id"] == ["d0", "d1", "d2", "d3"]
