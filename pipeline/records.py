@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from pipeline.errors import ConfigError, StorageError
-from pipeline.storage import filesystem, join
+from pipeline.storage import filesystem, is_remote, join
 
 MANIFEST = "_pageray.json"
 RUNS_DIR = "_runs"
@@ -60,11 +60,14 @@ class OutputFolder:
             self.fs.create_dir(self.path + "/" + rel.rpartition("/")[0] if "/" in rel else self.path, recursive=True)
             # written aside and renamed: `pageray status` may read a run record while the
             # heartbeat rewrites it, and must never see half a file
+            # (an object store PUT is atomic already)
             final = f"{self.path}/{rel}"
-            tmp = f"{final.rpartition('/')[0]}/.{final.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp = final if is_remote(self.uri) else \
+                f"{final.rpartition('/')[0]}/.{final.rpartition('/')[2]}.{uuid.uuid4().hex[:8]}.tmp"
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
-            self.fs.move(tmp, final)
+            if tmp != final:
+                self.fs.move(tmp, final)
         except OSError as exc:
             raise StorageError(f"cannot write {join(self.uri, rel)}: {exc}") from exc
 
