@@ -96,16 +96,17 @@ def plan(
     from pipeline.records import OutputFolder
 
     try:
-        made = OutputFolder(out).manifest() or {}
+        made = OutputFolder(out).manifest()
+        made = made if isinstance(made, dict) else {}
         config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema or "transcribe", force=force,
                                  model=model or made.get("model") or DEFAULT_MODEL, follow_symlinks=follow_symlinks)
-        schema_id = config.extraction_schema().id if schema or not made else made["schema_id"]
+        schema_id = (None if schema else made.get("schema_id")) or config.extraction_schema().id
         summary = make_plan(config, OutputFolder(config.out), write=False,
                             scope=Scope(schema_id, config.model)).summary()
     except (FatalError, ValueError) as exc:
         fail(exc)
     summary.pop("uri")
-    summary["shard_size"] = SHARD_DOCS
+    summary.update(shard_size=SHARD_DOCS, counted_against={"schema_id": schema_id, "model": config.model})
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -15,10 +15,10 @@ from pipeline.errors import describe
 from pipeline.render import RenderLimits
 from pipeline.storage import read_bytes
 
-# A batch leaves the step once it holds `images_per_batch` page images (the extractor's batch
-# size: each output block is one model batch, across documents), or this many rows: a file
-# claiming 100,000 pages yields ~98,000 image-less `page_skipped` rows, and flushing those a
-# few at a time made ~25,000 tiny blocks that took minutes to move.
+# A batch leaves the step once it holds `images_per_batch` page images (up to 4 x 11.5 MB: the
+# memory a render actor holds), or this many rows: a file claiming 100,000 pages yields ~98,000
+# image-less `page_skipped` rows, and flushing those a few at a time made ~25,000 tiny blocks
+# that took minutes to move. Ray Data merges what the step yields into blocks of up to ~128 MiB.
 IMAGES_PER_OUTPUT_BATCH = 4
 ROWS_PER_OUTPUT_BATCH = 8192
 

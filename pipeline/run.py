@@ -82,16 +82,15 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
 
     schema = config.extraction_schema()
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(), "timeout_s": config.render_timeout_s,
-                     "memory_mb": config.render_memory_mb, "retries": config.render_retries,
-                     "images_per_batch": config.batch_size}
+                     "memory_mb": config.render_memory_mb, "retries": config.render_retries}
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
     # the plan is small rows; splitting it costs nothing and makes each block a few documents
     ds = ray.data.read_parquet(plan_uri, num_cpus=0.1).repartition(blocks)
     # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
-    # the step emits batches of `batch_size` page images, across documents, so a model batch is
-    # full even when documents have one page, and image-less rows (skipped pages, error rows)
-    # ride along in blocks of thousands instead of thousands of tiny blocks.
+    # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
+    # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
+    # blocks of thousands instead of thousands of tiny blocks.
     ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=None,
                         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
     ds = ds.map_batches(Extractor, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,

@@ -143,6 +143,7 @@ def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(
                scope=Scope(invoice, "/models/idefics2-8b"), page_count=1)
     made_with = json.loads(invoke("plan", str(samples), "--out", str(out)).output)
     assert (made_with["skipped"], made_with["new"]) == (len(files), 0)
+    assert made_with["counted_against"] == {"schema_id": invoice, "model": "/models/idefics2-8b"}
     other = json.loads(invoke("plan", str(samples), "--out", str(out), "--schema", "receipt").output)
     assert (other["skipped"], other["new"]) == (0, len(files))
     assert DEFAULT_MODEL != "/models/idefics2-8b"
