@@ -1,7 +1,5 @@
-"""A small, realistic, deterministic set of sample documents for the demo.
-
-Drawn with PyMuPDF from fixed content (seeded noise included), so it needs no network or
-fixtures. Two samples must come out as error rows: a truncated PDF and an encrypted one.
+"""A small, realistic set of sample documents for the demo, drawn with PyMuPDF from fixed content
+(seeded noise included). Two must come out as error rows: a truncated PDF and an encrypted one.
 """
 from __future__ import annotations
 
@@ -242,8 +240,7 @@ SAMPLES = {
 
 
 def write_samples(folder: Path) -> list[Path]:
-    """Write the sample documents into `folder` (created if missing); returns their paths.
-    Files already there are left alone, so running the demo again finds nothing new to do."""
+    """Write the sample documents into `folder`; files already there are kept (a rerun has nothing new)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, build in SAMPLES.items():
