@@ -47,17 +47,26 @@ class RenderDocuments:
         self.renderer = renderer
 
     def __call__(self, batch: Mapping[str, Any]) -> Iterator[dict[str, list]]:
-        pages: list[dict] = []
-        images = 0
+        # Image-less rows (skipped pages, error rows) are held apart and sent after the images: on
+        # GPU, Ray Data cuts blocks into --batch-size rows, and rows mixed in would leave the
+        # model's batches part empty.
+        with_image: list[dict] = []
+        without: list[dict] = []
         for doc in batch_to_rows(batch):
             for page in self.pages(doc):
-                pages.append(page)
-                images += page.get("image") is not None
-                if images >= self.images_per_batch or len(pages) >= ROWS_PER_OUTPUT_BATCH:
-                    yield _columns(pages)
-                    pages, images = [], 0
-        if pages:
-            yield _columns(pages)
+                if page.get("image") is not None:
+                    with_image.append(page)
+                    if len(with_image) >= self.images_per_batch:
+                        yield _columns(with_image)
+                        with_image = []
+                else:
+                    without.append(page)
+                    if len(without) >= ROWS_PER_OUTPUT_BATCH:
+                        yield _columns(without)
+                        without = []
+        for rows in (with_image, without):
+            if rows:
+                yield _columns(rows)
 
     def pages(self, doc: Mapping[str, Any]) -> Iterator[dict]:
         started = time.perf_counter()

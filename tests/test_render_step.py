@@ -7,7 +7,7 @@ from collections import Counter
 from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf  # tests/ is on sys.path
 
 from pipeline.render import RenderLimits, iter_render
-from pipeline.render_step import IMAGES_PER_OUTPUT_BATCH, ROWS_PER_OUTPUT_BATCH, RenderDocuments
+from pipeline.render_step import ROWS_PER_OUTPUT_BATCH, RenderDocuments
 
 LIMITS = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_pages_per_doc=3)
 
@@ -64,8 +64,10 @@ def test_skipped_pages_travel_in_few_batches_and_images_in_small_ones(tmp_path):
     rows = rows_of(batches)
     assert len(rows) == CLAIMED_PAGES
     assert Counter(r["status"] for r in rows) == {"ok": 3, "page_skipped": CLAIMED_PAGES - 3}
-    assert len(batches) <= CLAIMED_PAGES // ROWS_PER_OUTPUT_BATCH + 1
-    assert all(sum(i is not None for i in b["image"]) <= IMAGES_PER_OUTPUT_BATCH for b in batches)
+    assert len(batches) <= CLAIMED_PAGES // ROWS_PER_OUTPUT_BATCH + 2
+    # the three images travel together, apart from the skipped rows
+    [images] = [b for b in batches if any(i is not None for i in b["image"])]
+    assert [i is not None for i in images["image"]] == [True] * 3
 
 
 def test_a_batch_never_holds_more_than_its_share_of_images(tmp_path):
@@ -86,3 +88,7 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
     batches = list(renderer(plan_batch(*paths)))
     assert [len(b["doc_id"]) for b in batches] == [4, 1]
     assert batches[0]["doc_id"] == ["d0", "d1", "d2", "d3"]
+    # a document that fails sits between them: its row waits, the images stay together
+    mixed = list(renderer(plan_batch(paths[0], tmp_path / "gone.pdf", *paths[1:4])))
+    assert [b["doc_id"] for b in mixed] == [["d0", "d2", "d3", "d4"], ["d1"]]
+    assert mixed[1]["status"] == ["render_error"]
