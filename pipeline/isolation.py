@@ -125,6 +125,8 @@ class IsolatedRenderer:
                 return
             progress.delivered += 1
             failed += 1
+            if progress.complete:  # it was the last page
+                return
             if failure["status"] == Status.RENDER_TIMEOUT.value or failed >= MAX_FAILED_PAGES:
                 yield from self._not_rendered(progress, failure, failed)
                 return
@@ -132,7 +134,7 @@ class IsolatedRenderer:
 
     def _not_rendered(self, progress: _Progress, failure: dict, failed: int) -> Iterator[dict]:
         count = progress.page_count or 0
-        why = ("the document's render_timeout_s" f"={self.timeout_s:g} was used up"
+        why = (f"the document's render_timeout_s={self.timeout_s:g} was used up"
                if failure["status"] == Status.RENDER_TIMEOUT.value
                else f"{failed} pages of this document failed (max_failed_pages={MAX_FAILED_PAGES})")
         for index in range(progress.delivered, count):
