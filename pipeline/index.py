@@ -64,28 +64,29 @@ class OutputIndex:
 
     def __init__(self, table: pa.Table | None = None, pages: dict[tuple, frozenset[int]] | None = None):
         table = table if table is not None and table.num_rows else None
-        if table is None:
-            self._keys = np.zeros(0, np.int64)
-            self._cols: dict[str, list] = {}
-        else:
-            keys = np.fromiter((_key(d) for d in table.column("doc_id").to_pylist()), np.int64, table.num_rows)
-            order = np.argsort(keys, kind="stable")
-            self._keys = keys[order]
-            table = table.take(pa.array(order))
-            self._cols = {name: table.column(name) for name in table.column_names}
+        self._keys = np.zeros(0, np.int64)
         self._pages = pages or {}
+        if table is None:
+            return
+        keys = np.fromiter((_key(d) for d in table.column("doc_id").to_pylist()), np.int64, table.num_rows)
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        table = table.take(pa.array(order))
+        self._doc_ids = table.column("doc_id").combine_chunks()
+        # numeric columns as numpy: a lookup per listed document reads them without Arrow scalars
+        self._size, self._mtime, self._committed, self._rows, self._page_count = (
+            table.column(c).to_numpy() for c in ("doc_size", "doc_mtime_ns", "committed", "rows", "page_count"))
 
     def versions(self, doc_id: str) -> dict[tuple[int, int], DocVersion]:
         key = _key(doc_id)
         at = int(np.searchsorted(self._keys, key))
         found = {}
         while at < len(self._keys) and self._keys[at] == key:
-            if self._cols["doc_id"][at].as_py() == doc_id:
-                version = (self._cols["doc_size"][at].as_py() or 0, self._cols["doc_mtime_ns"][at].as_py() or 0)
+            if self._doc_ids[at].as_py() == doc_id:
+                version = (int(self._size[at]), int(self._mtime[at]))
                 found[version] = DocVersion(
-                    committed=self._cols["committed"][at].as_py(),
-                    page_count=self._cols["page_count"][at].as_py() or None,
-                    duplicated=self._cols["rows"][at].as_py() > self._cols["committed"][at].as_py(),
+                    committed=int(self._committed[at]), page_count=int(self._page_count[at]) or None,
+                    duplicated=bool(self._rows[at] > self._committed[at]),
                     pages=self._pages.get((doc_id, *version), frozenset()))
             at += 1
         return found

@@ -109,8 +109,8 @@ class IsolatedRenderer:
                 # failure row would claim a page that does not exist
                 return
             if failure is None:
-                if progress.page_count is None or progress.delivered == 0:
-                    return  # a finished first child: the document had its rows (or its one error row)
+                if progress.page_count is None:
+                    return  # the document's one error row (a finished child is otherwise complete)
                 # a follow-on child that ended early: it could not reopen the document
                 failure = self._failure(Status.RENDER_ERROR, f"the renderer stopped after page "
                                         f"{progress.delivered} of {progress.page_count}", progress.waited_s)

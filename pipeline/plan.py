@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
-from pipeline.index import OutputIndex, Scope, load_index
+from pipeline.index import DocVersion, Scope, load_index
 from pipeline.records import RUNS_DIR, OutputFolder
 from pipeline.storage import DocRef, is_remote, iter_documents, join
 
 SHARD_DOCS = 50_000
-# Documents per Ray Data block: a block is what one task renders, extracts and commits as one
-# part file, so it bounds what a kill can lose (and how small the output files get).
+# Documents per plan block: what one render call takes (its pages then travel in Ray blocks of
+# up to ~128 MiB, each committed as one part file).
 DOCS_PER_BLOCK = 8
 BYTES_PER_PAGE_GUESS = 60_000  # for never-seen documents; known ones use their page_count
 PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("size", pa.int64()),
@@ -49,9 +49,10 @@ class Plan:
                 "forced": self.kinds["forced"], "skipped": self.kinds["skipped"]}
 
 
-def classify(doc: DocRef, index: OutputIndex, force: bool) -> tuple[str, list[int], int | None]:
-    """(kind, pages already committed, known page count) for one listed document."""
-    versions = index.versions(doc.doc_id)
+def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bool
+             ) -> tuple[str, list[int], int | None]:
+    """(kind, pages already committed, known page count) for one listed document, given the
+    versions of it the output holds (OutputIndex.versions)."""
     current = versions.get((doc.size, doc.mtime_ns))
     known = current.page_count if current else None
     if force:
@@ -82,11 +83,11 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
     index = load_index(folder, plan.scope)
     buf: list[tuple] = []
     for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks):
-        kind, done, known_pages = classify(doc, index, config.force)
+        versions = index.versions(doc.doc_id)
+        kind, done, known_pages = classify(doc, versions, config.force)
         plan.kinds[kind] += 1
         # Cleanup is planned for skipped documents too: a run killed after committing a changed
         # file's new rows (or during a --force run) left old or doubled rows that must still go.
-        versions = index.versions(doc.doc_id)
         if any(v != (doc.size, doc.mtime_ns) for v in versions):
             plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
         current = versions.get((doc.size, doc.mtime_ns))
