@@ -35,7 +35,9 @@ def literal_for(value: Any) -> bytes:
     xgrammar re-serializes the schema with picojson: strings with picojson's escapes (\\" \\\\ \\b
     \\f \\n \\r \\t, \\u00XX for other controls and for DEL) except that '/' stays raw and non-ASCII
     stays raw UTF-8; int64 integers verbatim; other numbers as doubles, with "%.f" when integral
-    and below 2**53, else "%.17g" (so 3.0 -> 3, 0.1 -> 0.10000000000000001, 10**20 -> 1e+20).
+    and below 2**53, else the shortest of "%.15g", "%.16g", "%.17g" that reads back as the same
+    double (so 3.0 -> 3, 0.1 -> 0.1, 10**20 -> 1e+20, 2**63 -> 9.223372036854776e+18). This is
+    xgrammar 0.2.9's spelling (0.2.8 always used "%.17g"), hence the pin in pyproject.toml.
     """
     if isinstance(value, str):
         body = "".join(
@@ -48,7 +50,10 @@ def literal_for(value: Any) -> bytes:
     if isinstance(value, int) and -(2**63) <= value < 2**63:
         return str(value).encode()
     number = float(value)
-    return (("%.f" if abs(number) < 2**53 and number.is_integer() else "%.17g") % number).encode()
+    if abs(number) < 2**53 and number.is_integer():
+        return ("%.f" % number).encode()
+    return next(text for text in ("%.15g" % number, "%.16g" % number, "%.17g" % number)
+                if float(text) == number).encode()
 
 
 def literal(data: bytes, pos: int, text: bytes) -> Step:
