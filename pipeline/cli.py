@@ -49,6 +49,7 @@ def extract(
     actors: Optional[int] = typer.Option(None, "--actors", help="extractor actors (default: one per GPU, 1 on CPU)"),
     run_id: Optional[str] = typer.Option(None, "--run-id"),
     force: bool = typer.Option(False, "--force", help="recompute documents already in the output"),
+    prune: bool = typer.Option(False, "--prune", help="drop rows of documents under INPUTS no longer listed"),
     append: bool = typer.Option(False, "--append", help="allow adding to an output made with another schema/model"),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
     max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc", help="later pages become page_skipped rows"),
@@ -59,17 +60,19 @@ def extract(
     render_memory_mb: int = typer.Option(4096, "--render-memory-mb", help="address-space cap of a render child"),
     render_retries: int = typer.Option(1, "--render-retries", help="retries after a render crash"),
     page_time_limit_s: float = typer.Option(300.0, "--page-time-limit", help="seconds of generation per batch"),
+    retry: List[str] = typer.Option([], "--retry", help="a final status to redo this run, e.g. render_timeout "
+                                    "after raising --render-timeout (repeatable)"),
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
     from pipeline.run import run_extraction
 
     values = dict(inputs=inputs, out=out, schema_ref=schema, model=model, batch_size=batch_size,
                   max_new_tokens=max_new_tokens, dtype=dtype, quantize=quantize, attn_implementation=attn,
-                  split_images=not no_split, actors=actors, force=force, append=append,
+                  split_images=not no_split, actors=actors, force=force, prune=prune, append=append,
                   follow_symlinks=follow_symlinks, max_pages_per_doc=max_pages_per_doc,
                   longest_edge_px=longest_edge_px, max_page_pixels=max_page_pixels, max_file_bytes=max_file_bytes,
                   render_timeout_s=render_timeout_s, render_memory_mb=render_memory_mb,
-                  render_retries=render_retries, page_time_limit_s=page_time_limit_s)
+                  render_retries=render_retries, page_time_limit_s=page_time_limit_s, retry=retry)
     if run_id:
         values["run_id"] = run_id
     try:
@@ -88,25 +91,20 @@ def plan(
     schema: Optional[str] = typer.Option(None, "--schema", help="default: the one the output folder was made with"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the one the output folder was made with"),
     force: bool = typer.Option(False, "--force"),
+    append: bool = typer.Option(False, "--append"),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
+    retry: List[str] = typer.Option([], "--retry", help="a final status to redo (repeatable)"),
+    max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc"),
+    max_file_bytes: int = typer.Option(512 * 1024 * 1024, "--max-file-bytes"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
-    from pipeline.index import Scope
-    from pipeline.plan import SHARD_DOCS, make_plan
-    from pipeline.records import OutputFolder
+    from pipeline.plan import dry_run
 
     try:
-        made = OutputFolder(out).manifest()
-        made = made if isinstance(made, dict) else {}
-        config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema or "transcribe", force=force,
-                                 model=model or made.get("model") or DEFAULT_MODEL, follow_symlinks=follow_symlinks)
-        schema_id = (None if schema else made.get("schema_id")) or config.extraction_schema().id
-        summary = make_plan(config, OutputFolder(config.out), write=False,
-                            scope=Scope(schema_id, config.model)).summary()
+        summary = dry_run(inputs, out, schema, model, force=force, append=append, follow_symlinks=follow_symlinks,
+                          retry=retry, max_pages_per_doc=max_pages_per_doc, max_file_bytes=max_file_bytes)
     except (FatalError, ValueError) as exc:
         fail(exc)
-    summary.pop("uri")
-    summary.update(shard_size=SHARD_DOCS, counted_against={"schema_id": schema_id, "model": config.model})
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -108,3 +108,27 @@ def drop_superseded(folder: OutputFolder, run_id: str, current: dict[str, tuple[
         table = pq.read_table(info.path, filesystem=folder.fs)
         rewritten += _rewrite_without(folder, info.path, table, stale_mask(table, run_id, current, forced, scope))
     return rewritten
+
+
+def _under(uri: str, roots: list[str]) -> bool:
+    return any(uri == root or uri.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def drop_unlisted(folder: OutputFolder, docs: set[str], roots: list[str], scope: Scope) -> int:
+    """--prune: drop this scope's rows of `docs` whose source lies under one of `roots` (the
+    inputs the run listed); rows of documents from other inputs stay. Returns files rewritten."""
+    if not docs:
+        return 0
+    wanted = pa.array(sorted(docs), pa.string())
+    rewritten = 0
+    for info in _part_files(folder):
+        probe = pads.dataset(info.path, filesystem=folder.fs, format="parquet").to_table(
+            columns=["doc_id"], filter=pc.field("doc_id").isin(wanted))
+        if probe.num_rows == 0:
+            continue
+        table = pq.read_table(info.path, filesystem=folder.fs)
+        stale = [ours and doc in docs and _under(uri, roots) for ours, doc, uri in zip(
+            scope.mask(table), table.column("doc_id").to_pylist(), table.column("source_uri").to_pylist())]
+        rewritten += _rewrite_without(folder, info.path, table, stale)
+    return rewritten
+

@@ -24,6 +24,14 @@ def flag(field: str) -> str:
     return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
+def canonical_model(model: str) -> str:
+    """A hub id as it is; a local model folder (it exists, or is written as a path) as its real path."""
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith(("/", ".", "~")):
+        return str(path.resolve())
+    return model
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
@@ -59,7 +67,9 @@ class RunConfig(BaseModel):
     render_retries: int = Field(1, ge=0, le=5)
 
     # run behaviour
+    retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.retry)")
     force: bool = False
+    prune: bool = False  # drop documents under the inputs that are no longer listed
     append: bool = False
     follow_symlinks: bool = False
 
@@ -74,6 +84,25 @@ class RunConfig(BaseModel):
                 raise ValueError("empty path")
             return p if is_remote(p) else str(Path(p).expanduser().resolve())
         return [fix(p) for p in v] if isinstance(v, list) else fix(v)
+
+    @field_validator("model")
+    @classmethod
+    def _local_model_resolved(cls, v: str) -> str:
+        # A local folder is named by its real path, as inputs are: "/models/x/", "/models/x" and
+        # a link to it are one model, and the folder's manifest and rows must not tell them apart.
+        return canonical_model(v)
+
+    @field_validator("retry")
+    @classmethod
+    def _retryable(cls, v: list[str]) -> list[str]:
+        from pipeline.retry import RETRYABLE_ON_REQUEST
+
+        allowed = sorted(s.value for s in RETRYABLE_ON_REQUEST)
+        for status in v:
+            if status not in allowed:
+                raise ValueError(f"{status!r} cannot be retried on request; choose from {', '.join(allowed)} "
+                                 "(read_error, model_error and raised limits are retried anyway; --force redoes all)")
+        return sorted(set(v))
 
     @field_validator("run_id")
     @classmethod
@@ -123,6 +152,12 @@ class RunConfig(BaseModel):
 
         return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
                                page_time_limit_s=self.page_time_limit_s)
+
+    def retry_policy(self):
+        from pipeline.retry import RetryPolicy
+
+        return RetryPolicy(max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes,
+                           also_retry=frozenset(self.retry))
 
     def render_limits(self):
         from pipeline.render import RenderLimits

@@ -12,7 +12,8 @@ import pyarrow as pa
 
 
 class Status(str, enum.Enum):
-    """Why a row looks the way it does. Only `ok` rows carry model output."""
+    """Why a row looks the way it does. Only `ok` rows carry model output. Which statuses
+    a later run redoes is decided in pipeline.retry."""
 
     OK = "ok"
     # the document's own fault: recorded as a row, never fatal
@@ -23,6 +24,7 @@ class Status(str, enum.Enum):
     RENDER_TIMEOUT = "render_timeout"      # per-document render time limit
     RENDER_MEMORY = "render_memory"        # renderer exceeded its memory limit
     FILE_TOO_LARGE = "file_too_large"      # input file over max_file_bytes
+    READ_ERROR = "read_error"              # the file could not be read (vanished, I/O, storage)
     PAGE_SKIPPED = "page_skipped"          # beyond max_pages_per_doc: recorded, not dropped
     PAGE_TOO_LARGE = "page_too_large"      # page over max_page_pixels even after down-scaling
     # the model's side, still a row

@@ -26,8 +26,11 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="pageray-heartbeat", daemon=True)
 
     def update(self, **values: Any) -> None:
+        """Change the record; a change of state is written at once, not at the next beat."""
         with self._lock:
             self.record.update(values)
+            if "state" in values:
+                self.folder.write_run(dict(self.record))
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

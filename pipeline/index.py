@@ -2,7 +2,8 @@
 
 Built from a projection of a few small columns of OUT/data/*.parquet (no separate state file
 that could disagree with the data). For each document it knows the committed versions
-(size + mtime as listed) and which pages of each are there.
+(size + mtime as listed), which pages of each are there, and which rows the next run redoes
+(pipeline.retry).
 """
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
+from pipeline.datamodel import output_schema
 from pipeline.records import OutputFolder
+from pipeline.retry import RetryPolicy
 from pipeline.writer import DATA_DIR
 
-INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count"]
+INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
+# Read with this schema, not one inferred from the first file: an empty part file, or one
+# without some column, then reads as no rows (or nulls) instead of failing the whole plan.
+READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
+                         for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,14 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class DocVersion:
-    committed: int               # distinct pages of this version in the output
+    committed: int               # distinct pages of this version with a final row (pipeline.retry)
     page_count: int | None
-    # a page committed twice: a killed --force run, or a retried task that grouped pages
-    # differently; compaction keeps the newest row of each page
+    # a page has more than one row: a killed --force run, a retried task that grouped pages
+    # differently, or a redone page whose old row is still there; compaction keeps the newest
     duplicated: bool = False
-    pages: frozenset[int] = frozenset()  # which pages, kept only for incomplete versions (resume)
+    retried: bool = False        # some rows are not final: the next run redoes those pages
+    pages: frozenset[int] = frozenset()  # pages with a final row, kept only for incomplete versions
+    created_us: int = 0          # newest row of this version (which version of an unlisted document stays)
 
     def complete(self) -> bool:
         # a document-level error row has no page_count and stands for the whole document
@@ -60,22 +70,33 @@ def _key(doc_id: str) -> int:
 
 class OutputIndex:
     """Committed versions per document, held as Arrow and numpy columns rather than Python objects
-    (about 70 bytes per document version), so an output of millions of documents fits a small driver."""
+    (about 80 bytes per document version), so an output of millions of documents fits a small driver.
+    `versions()` marks what the listing named; `unlisted_cleanup()` then covers the rest."""
 
     def __init__(self, table: pa.Table | None = None, pages: dict[tuple, frozenset[int]] | None = None):
         table = table if table is not None and table.num_rows else None
         self._keys = np.zeros(0, np.int64)
         self._pages = pages or {}
+        self._listed = self._duplicated = np.zeros(0, bool)
         if table is None:
             return
         keys = np.fromiter((_key(d) for d in table.column("doc_id").to_pylist()), np.int64, table.num_rows)
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
+        self._listed = np.zeros(len(keys), bool)
         table = table.take(pa.array(order))
         self._doc_ids = table.column("doc_id").combine_chunks()
         # numeric columns as numpy: a lookup per listed document reads them without Arrow scalars
-        self._size, self._mtime, self._committed, self._rows, self._page_count = (
-            table.column(c).to_numpy() for c in ("doc_size", "doc_mtime_ns", "committed", "rows", "page_count"))
+        (self._size, self._mtime, self._committed, self._duplicated, self._retried, self._page_count,
+         self._created) = (table.column(c).to_numpy() for c in (
+            "doc_size", "doc_mtime_ns", "committed", "duplicated", "retried", "page_count", "created_us"))
+
+    def _version(self, at: int, doc_id: str) -> tuple[tuple[int, int], DocVersion]:
+        version = (int(self._size[at]), int(self._mtime[at]))
+        return version, DocVersion(
+            committed=int(self._committed[at]), page_count=int(self._page_count[at]) or None,
+            duplicated=bool(self._duplicated[at]), retried=bool(self._retried[at]),
+            pages=self._pages.get((doc_id, *version), frozenset()), created_us=int(self._created[at]))
 
     def versions(self, doc_id: str) -> dict[tuple[int, int], DocVersion]:
         key = _key(doc_id)
@@ -83,58 +104,88 @@ class OutputIndex:
         found = {}
         while at < len(self._keys) and self._keys[at] == key:
             if self._doc_ids[at].as_py() == doc_id:
-                version = (int(self._size[at]), int(self._mtime[at]))
-                found[version] = DocVersion(
-                    committed=int(self._committed[at]), page_count=int(self._page_count[at]) or None,
-                    duplicated=bool(self._rows[at] > self._committed[at]),
-                    pages=self._pages.get((doc_id, *version), frozenset()))
+                self._listed[at] = True
+                version, found[version] = self._version(at, doc_id)
             at += 1
         return found
 
+    def unlisted(self) -> set[str]:
+        """Documents of the output that the listing (so far) did not name."""
+        return {self._doc_ids[int(at)].as_py() for at in np.flatnonzero(~self._listed)}
+
+    def unlisted_cleanup(self) -> tuple[dict[str, tuple[int, int]], set[str]]:
+        """What a killed run left behind in documents this run's listing did not name: the
+        version that stays of each document with several (the newest written), and the
+        documents with a page committed twice."""
+        n = len(self._keys)
+        several = np.zeros(n, bool)
+        if n > 1:
+            same = (self._keys[1:] == self._keys[:-1]) & \
+                pc.equal(self._doc_ids.slice(1), self._doc_ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+            several[1:] |= same
+            several[:-1] |= same
+        keep: dict[str, tuple[int, int]] = {}
+        duplicated: set[str] = set()
+        newest: dict[str, int] = {}
+        for at in np.flatnonzero(~self._listed & (several | self._duplicated)):
+            doc_id = self._doc_ids[int(at)].as_py()
+            version, doc = self._version(int(at), doc_id)
+            if doc.duplicated:
+                duplicated.add(doc_id)
+            if several[at] and doc.created_us >= newest.get(doc_id, -1):
+                newest[doc_id], keep[doc_id] = doc.created_us, version
+        return keep, duplicated
+
 
 def _scan(folder: OutputFolder) -> pads.Dataset | None:
-    try:
-        return pads.dataset(f"{folder.path}/{DATA_DIR}", filesystem=folder.fs, format="parquet",
-                            exclude_invalid_files=True, ignore_prefixes=[".", "_"])
-    except (FileNotFoundError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower() or \
-                "does not exist" in str(exc).lower():
-            return None
-        raise
+    data = f"{folder.path}/{DATA_DIR}"
+    if folder.fs.get_file_info(data).type == pafs.FileType.NotFound:
+        return None
+    return pads.dataset(data, schema=READ_SCHEMA, filesystem=folder.fs, format="parquet",
+                        exclude_invalid_files=True, ignore_prefixes=[".", "_"])
 
 
-def load_index(folder: OutputFolder, scope: Scope) -> OutputIndex:
+def load_index(folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None) -> OutputIndex:
+    """The output's rows of `scope`, per document version; `policy` says which rows are final."""
     ds = _scan(folder)
     if ds is None:
         return OutputIndex()
-    where = pc.field("doc_id").is_valid() & scope.expression()
-    table = ds.to_table(columns=INDEX_COLUMNS, filter=where)
+    table = ds.to_table(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression())
     if not table.num_rows:
         return OutputIndex()
+    settled = (policy or RetryPolicy()).settled(table)
     # Sorted, each document version is a run of rows: aggregated with numpy, which costs about
     # half the peak memory of Arrow's hash group-by with count_distinct.
     for name in ("doc_size", "doc_mtime_ns"):  # a missing size/mtime is version (0, 0), as listed
         table = table.set_column(table.schema.get_field_index(name), name, table.column(name).fill_null(0))
-    table = table.take(pc.sort_indices(table, sort_keys=[(c, "ascending") for c in INDEX_COLUMNS[:4]]))
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in INDEX_COLUMNS[:4]])
+    table, settled = table.take(order), settled[order.to_numpy()]
     doc = table.column("doc_id")
     size, mtime, page, count = (table.column(c).fill_null(f).to_numpy()
                                 for c, f in (("doc_size", 0), ("doc_mtime_ns", 0), ("page_index", -1),
                                              ("page_count", 0)))
+    created = pc.cast(table.column("created_at"), pa.int64()).fill_null(0).to_numpy()
     n = table.num_rows
     same = np.zeros(n, bool)  # row i belongs to the same version as row i - 1
     same[1:] = pc.equal(doc.slice(1), doc.slice(0, n - 1)).to_numpy() & (size[1:] == size[:-1]) \
         & (mtime[1:] == mtime[:-1])
-    repeat = np.zeros(n, np.int64)
-    repeat[1:] = same[1:] & (page[1:] == page[:-1])
-    starts = np.flatnonzero(~same)
+    new_page = ~same
+    new_page[1:] |= page[1:] != page[:-1]
+    starts, page_starts = np.flatnonzero(~same), np.flatnonzero(new_page)
     rows = np.diff(np.append(starts, n))
-    committed = rows - np.add.reduceat(repeat, starts)
+    # a page is committed when any of its rows is final
+    page_final = np.maximum.reduceat(settled.astype(np.int8), page_starts)
+    version_of_page = np.searchsorted(starts, page_starts, side="right") - 1
+    committed = np.bincount(version_of_page, weights=page_final, minlength=len(starts)).astype(np.int64)
+    distinct = np.bincount(version_of_page, minlength=len(starts))
+    retried = np.add.reduceat((~settled).astype(np.int64), starts) > 0
     page_count = np.maximum.reduceat(count, starts)
     grouped = pa.table({"doc_id": doc.take(pa.array(starts)), "doc_size": size[starts], "doc_mtime_ns": mtime[starts],
-                        "committed": committed, "rows": rows, "page_count": page_count})
+                        "committed": committed, "duplicated": rows > distinct, "retried": retried,
+                        "page_count": page_count, "created_us": np.maximum.reduceat(created, starts)})
     pages = {}
-    for group in np.flatnonzero(committed < np.maximum(page_count, 1)):  # what a resumed run must not redo
-        first = starts[group]
+    for group in np.flatnonzero((committed < np.maximum(page_count, 1)) | retried):  # what a resumed run keeps
+        first, last = starts[group], starts[group] + rows[group]
         pages[(doc[first].as_py(), int(size[first]), int(mtime[first]))] = \
-            frozenset(int(p) for p in page[first:first + rows[group]])
+            frozenset(int(p) for p in page[first:last][settled[first:last]])
     return OutputIndex(grouped, pages)

@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 from pipeline.config import RunConfig
 from pipeline.index import DocVersion, Scope, load_index
 from pipeline.records import RUNS_DIR, OutputFolder
-from pipeline.storage import DocRef, is_remote, iter_documents, join
+from pipeline.storage import DocRef, is_remote, iter_documents, join, log_skip, printable_path
 
 SHARD_DOCS = 50_000
 # Documents per plan block: what one render call takes (its pages then travel in Ray blocks of
 # up to ~128 MiB, each committed as one part file).
 DOCS_PER_BLOCK = 8
+MAX_EXAMPLES = 5  # paths kept per reason in the run record
 BYTES_PER_PAGE_GUESS = 60_000  # for never-seen documents; known ones use their page_count
 PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("size", pa.int64()),
                          ("mtime_ns", pa.int64()), ("kind", pa.string()), ("done_pages", pa.list_(pa.int32()))])
@@ -39,14 +40,26 @@ class Plan:
     # doc_id -> (size, mtime) of the version that stays; other versions' rows get dropped
     superseded: dict[str, tuple[int, int]] = field(default_factory=dict)
     forced: set[str] = field(default_factory=set)
-    duplicated: set[str] = field(default_factory=set)  # pages committed more than once
+    unlisted: set[str] = field(default_factory=set)  # with --prune: documents to drop if under the inputs
+    duplicated: set[str] = field(default_factory=set)  # pages with more than one row, now or after this run
     scope: Scope | None = None  # the rows of this schema and model
+    # files the listing did not turn into documents, by reason (pipeline.storage.SKIP_REASONS)
+    passed_over: Counter = field(default_factory=Counter)
+    passed_over_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def pass_over(self, reason: str, path: str) -> None:
+        self.passed_over[reason] += 1
+        examples = self.passed_over_examples.setdefault(reason, [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(printable_path(path))
+        log_skip(reason, path)
 
     def summary(self) -> dict:
         return {"uri": self.uri, "documents": self.documents, "bytes": self.bytes, "shards": self.shards,
                 "estimated_pages": self.estimated_pages, "new": self.kinds["new"],
                 "changed": self.kinds["changed"], "resumed": self.kinds["resumed"],
-                "forced": self.kinds["forced"], "skipped": self.kinds["skipped"]}
+                "retried": self.kinds["retried"], "forced": self.kinds["forced"], "skipped": self.kinds["skipped"],
+                "passed_over": dict(self.passed_over), "passed_over_examples": self.passed_over_examples}
 
 
 def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bool
@@ -63,7 +76,8 @@ def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bo
         return "changed", [], None
     if current.complete():
         return "skipped", [], known
-    return "resumed", sorted(current.pages), known
+    # retried: some rows are not final (pipeline.retry); resumed: a killed run left pages out
+    return ("retried" if current.retried else "resumed"), sorted(current.pages), known
 
 
 def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
@@ -80,9 +94,9 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
     path = f"{folder.path}/{RUNS_DIR}/{config.run_id}/plan"
     plan = Plan(uri=join(config.out, RUNS_DIR, config.run_id, "plan") if is_remote(config.out) else path, path=path)
     plan.scope = scope or Scope(config.extraction_schema().id, config.model)
-    index = load_index(folder, plan.scope)
+    index = load_index(folder, plan.scope, config.retry_policy())
     buf: list[tuple] = []
-    for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks):
+    for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks, on_skip=plan.pass_over):
         versions = index.versions(doc.doc_id)
         kind, done, known_pages = classify(doc, versions, config.force)
         plan.kinds[kind] += 1
@@ -91,7 +105,8 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
         if any(v != (doc.size, doc.mtime_ns) for v in versions):
             plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
         current = versions.get((doc.size, doc.mtime_ns))
-        if current is not None and current.duplicated and kind != "forced":
+        # a redone page's old row stays until compaction keeps the newest row of each page
+        if current is not None and (current.duplicated or current.retried) and kind != "forced":
             plan.duplicated.add(doc.doc_id)
         if kind == "skipped":
             continue
@@ -110,4 +125,30 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
         if write:
             _write_shard(folder, plan, buf)
         plan.shards += 1
+    # and in every document of this schema and model that the listing did not name
+    if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
+        plan.unlisted = index.unlisted()
+    keep, duplicated = index.unlisted_cleanup()
+    plan.superseded.update(keep)
+    plan.duplicated |= duplicated
     return plan
+
+
+def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: str | None = None,
+            **options) -> dict:
+    """What `pageray extract` with these options would do, written nowhere. Without a schema or
+    model, those the output folder was made with; a refusal is the one extract would give."""
+    from pipeline.config import DEFAULT_MODEL
+
+    made = OutputFolder(out).manifest() or {}
+    # the placeholder schema only names the run; the rows counted are those of schema_id below
+    config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema_ref or "transcribe",
+                             model=model or made.get("model") or DEFAULT_MODEL, **options)
+    folder = OutputFolder(config.out)
+    folder.check_claim(config.extraction_schema() if schema_ref else None, config.model, config.append)
+    schema_id = (None if schema_ref else made.get("schema_id")) or config.extraction_schema().id
+    summary = make_plan(config, folder, write=False, scope=Scope(schema_id, config.model)).summary()
+    summary.pop("uri")
+    summary.update(shard_size=SHARD_DOCS, counted_against={"schema_id": schema_id, "model": config.model})
+    return summary
+

@@ -75,20 +75,35 @@ class OutputFolder:
         """What the folder was made with (schema id and name, model), if any run claimed it."""
         return self._read_json(MANIFEST)
 
-    def claim(self, schema_id: str, schema_name: str, model: str, run_id: str, append: bool) -> None:
-        """Refuse to mix schemas or models in one folder unless the user asked for it."""
+    def check_claim(self, schema, model: str, append: bool) -> dict | None:
+        """Refuse to mix schemas or models in one folder unless the user asked for it; return the
+        manifest, if the folder has one. `schema` None: the folder's own. `pageray plan` asks
+        this too, so a dry run predicts the refusal."""
+        from pipeline.config import canonical_model
+
         current = self._read_json(MANIFEST)
-        if current is None:
-            self._write_json(MANIFEST, {"schema_id": schema_id, "schema_name": schema_name, "model": model,
+        if current is None or append:
+            return current
+        same_schema = schema is None or current.get("schema_id") == schema.id
+        if same_schema and canonical_model(current.get("model") or "") == model:
+            return current
+        if not same_schema and current.get("schema_name") == schema.name:
+            why = (f"the schema {schema.name!r} changed since the folder was made (id {current.get('schema_id')}, "
+                   f"version {current.get('schema_version', '?')}; now id {schema.id}, version {schema.version}), "
+                   "so old and new rows would not be comparable")
+        else:
+            uses = f"schema {schema.name} (id {schema.id}) and " if schema is not None else ""
+            why = (f"it was made with schema {current.get('schema_name')} (id {current.get('schema_id')}) and "
+                   f"model {current.get('model')!r}; this run uses {uses}model {model!r}")
+        raise ConfigError(f"output folder {self.uri}: {why}. Use a new --out, or pass --append to add rows of "
+                          "this schema/model beside the others (each is counted and compacted on its own; "
+                          "filter by schema_id and model_id).")
+
+    def claim(self, schema, model: str, run_id: str, append: bool) -> None:
+        if self.check_claim(schema, model, append) is None:
+            self._write_json(MANIFEST, {"schema_id": schema.id, "schema_name": schema.name,
+                                        "schema_version": schema.version, "model": model,
                                         "created_by_run": run_id, "created_at": utc_now()})
-            return
-        same = current.get("schema_id") == schema_id and current.get("model") == model
-        if not same and not append:
-            raise ConfigError(
-                f"output folder {self.uri} was made with schema {current.get('schema_name')} "
-                f"(id {current.get('schema_id')}) and model {current.get('model')!r}; this run uses schema "
-                f"{schema_name} (id {schema_id}) and model {model!r}. Use a new --out, or pass --append "
-                "to add rows of this schema/model to the same folder.")
 
     def write_run(self, record: dict) -> None:
         record = {**record, "updated_at": utc_now(), "updated_unix": time.time()}

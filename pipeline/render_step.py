@@ -83,7 +83,7 @@ class RenderDocuments:
             yield {**base, **_doc_error(Status.FILE_TOO_LARGE, str(exc), started)}
             return
         except OSError as exc:
-            yield {**base, **_doc_error(Status.RENDER_ERROR, f"cannot read file: {describe(exc)}", started)}
+            yield {**base, **_doc_error(Status.READ_ERROR, f"cannot read file: {describe(exc)}", started)}
             return
         base["doc_sha256"] = hashlib.sha256(data).hexdigest()
         name = doc["source_uri"].rsplit("/", 1)[-1]

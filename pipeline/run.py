@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
-from pipeline.compact import drop_duplicate_pages, drop_superseded
+from pipeline.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pipeline.heartbeat import Heartbeat
 from pipeline.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.records import OutputFolder, utc_now, versions
@@ -109,7 +109,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     schema = config.extraction_schema()
     preflight(config.model_spec())
     folder = OutputFolder(config.out)
-    folder.claim(schema.id, schema.name, config.model, config.run_id, config.append)
+    folder.claim(schema, config.model, config.run_id, config.append)
     record: dict[str, Any] = {
         "run_id": config.run_id, "state": "planning", "started_at": utc_now(),
         "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
@@ -117,14 +117,13 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     }
     folder.write_run(record)
     t0 = time.monotonic()
-    plan = make_plan(config, folder)
-    record.update(state="running", plan=plan.summary())
-    folder.write_run(record)
     counts: Counter = Counter()
     docs_failed: set[str] = set()
     pages = out_tokens = 0
     try:
         with Heartbeat(folder, record) as beat:
+            plan = make_plan(config, folder)
+            beat.update(state="running", plan=plan.summary())
             if plan.documents:
                 _init_ray()
                 dataset = build_dataset(config, plan.uri, plan.documents)
@@ -138,7 +137,8 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
             beat.update(state="compacting")
             rewritten = drop_superseded(folder, config.run_id, plan.superseded, plan.forced, plan.scope)
             beat.update(superseded_files_rewritten=rewritten,
-                        duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope))
+                        duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope),
+                        pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
         state = "succeeded"
     except BaseException:
         state = "failed"

@@ -24,7 +24,8 @@ SKIP_REASONS = {
     "symlink": "a symlink, which may lead outside the input folder; --follow-symlinks lists it",
     "not_a_regular_file": "not a regular file (FIFO, socket or device)",
     "unreadable": "cannot stat it (vanished, dangling link or no permission)",
-    "undecodable_name": "its path is not valid UTF-8",
+    "undecodable_name": "its path is not valid UTF-8 (rename it; the run record counts such files)",
+    "duplicate": "named more than once by overlapping inputs; listed once",
 }
 SkipCallback = Callable[[str, str], None]
 log = logging.getLogger(__name__)
@@ -86,8 +87,17 @@ def _utf8(path: str) -> bool:
     return True
 
 
-def _log_skip(reason: str, path: str) -> None:
-    log.warning("skipped %r: %s", path, SKIP_REASONS[reason])
+def log_skip(reason: str, path: str) -> None:
+    log.warning("skipped %s: %s", printable_path(path), SKIP_REASONS[reason])
+
+
+def printable_path(path: str) -> str:
+    """A path as text even when it is not valid UTF-8: undecodable bytes as %XX (the bytes come
+    back with urllib.parse.unquote_to_bytes), everything else as it is."""
+    if _utf8(path):
+        return path
+    raw = os.fsencode(path)
+    return "".join(chr(b) if b < 0x80 and b != 0x25 else f"%{b:02X}" for b in raw)
 
 
 def _walk_local(root: Path, follow_symlinks: bool, seen_dirs: set[tuple[int, int]],
@@ -177,16 +187,31 @@ def iter_documents(roots: list[str], follow_symlinks: bool = False,
     Local files that look like documents but are not listed are reported to
     `on_skip(reason, path)` (reason: a key of SKIP_REASONS), by default as a logged warning.
     """
-    on_skip = on_skip or _log_skip
+    on_skip = on_skip or log_skip
     seen_dirs: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every local folder walked
+    # Overlapping inputs (a folder and a file in it, a prefix and a sub-prefix) would list a
+    # document twice and extract it twice; one root cannot, so only several pay for the set.
+    seen: set[bytes] | None = set() if len(roots) > 1 else None
     for root in roots:
-        if is_remote(root):
-            yield from _walk_remote(root)
-            continue
-        path = Path(root).expanduser()
-        if not path.exists():
-            raise StorageError(f"input {root!r} does not exist")
-        yield from _walk_local(path, follow_symlinks, seen_dirs, on_skip)
+        for doc in _walk_root(root, follow_symlinks, seen_dirs, on_skip):
+            if seen is not None:  # 16 bytes a document, not its whole path
+                key = hashlib.blake2b(doc.uri.encode("utf-8"), digest_size=16).digest()
+                if key in seen:
+                    on_skip("duplicate", doc.uri)
+                    continue
+                seen.add(key)
+            yield doc
+
+
+def _walk_root(root: str, follow_symlinks: bool, seen_dirs: set[tuple[int, int]],
+               on_skip: SkipCallback) -> Iterator[DocRef]:
+    if is_remote(root):
+        yield from _walk_remote(root)
+        return
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise StorageError(f"input {root!r} does not exist")
+    yield from _walk_local(path, follow_symlinks, seen_dirs, on_skip)
 
 
 def read_bytes(uri: str, limit: int) -> bytes:

@@ -45,14 +45,19 @@ class CommitPages:
         self.data_uri = join(out, DATA_DIR)
         self.run_id = run_id
         self.schema = schema
-        fs, path = filesystem(self.data_uri)
-        fs.create_dir(path, recursive=True)
+        # The data folder is made with the first file, not here: a run killed while the model
+        # loads then leaves nothing that a later run must make sense of.
+        self._fs, self._path = filesystem(self.data_uri)
+        self._made = False
 
     def __call__(self, batch: pa.Table | Mapping[str, Any]) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(dict(batch))
         table = table.select(self.schema.names).cast(self.schema)
         if table.num_rows == 0:
             return pa.table({c: pa.array([], pa.string()) for c in SUMMARY_COLUMNS})
+        if not self._made:
+            self._fs.create_dir(self._path, recursive=True)
+            self._made = True
         name = part_name(self.run_id, table)
         write_table_atomically(table, join(self.data_uri, name))
         summary = table.select(list(SUMMARY_COLUMNS[:-1]))

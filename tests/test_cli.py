@@ -131,11 +131,11 @@ def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(
     from pipeline.config import DEFAULT_MODEL
     from schemas import load_schema
 
-    from test_compact import commit  # a committed earlier run, made by hand
+    from outputs import commit  # a committed earlier run, made by hand
 
     out = tmp_path / "out"
     invoice = load_schema("invoice").id
-    OutputFolder(str(out)).claim(invoice, "invoice", "/models/idefics2-8b", "r1", append=False)
+    OutputFolder(str(out)).claim(load_schema("invoice"), "/models/idefics2-8b", "r1", append=False)
     files = sorted(p for p in samples.rglob("*") if p.is_file())
     for path in files:
         st = path.stat()
@@ -144,6 +144,8 @@ def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(
     made_with = json.loads(invoke("plan", str(samples), "--out", str(out)).output)
     assert (made_with["skipped"], made_with["new"]) == (len(files), 0)
     assert made_with["counted_against"] == {"schema_id": invoice, "model": "/models/idefics2-8b"}
-    other = json.loads(invoke("plan", str(samples), "--out", str(out), "--schema", "receipt").output)
+    refused = invoke("plan", str(samples), "--out", str(out), "--schema", "receipt")  # as extract would
+    assert refused.exit_code == 2 and "--append" in refused.output
+    other = json.loads(invoke("plan", str(samples), "--out", str(out), "--schema", "receipt", "--append").output)
     assert (other["skipped"], other["new"]) == (0, len(files))
     assert DEFAULT_MODEL != "/models/idefics2-8b"

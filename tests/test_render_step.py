@@ -53,7 +53,7 @@ def test_unreadable_and_oversized_files_become_rows(tmp_path):
     missing = tmp_path / "gone.pdf"
     limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_file_bytes=4000)
     rows = rows_of(step(limits)(plan_batch(big, missing)))
-    assert [(r["doc_id"], r["status"]) for r in rows] == [("d0", "file_too_large"), ("d1", "render_error")]
+    assert [(r["doc_id"], r["status"]) for r in rows] == [("d0", "file_too_large"), ("d1", "read_error")]
     assert "max_file_bytes=4,000" in rows[0]["error"] and "cannot read file" in rows[1]["error"]
 
 
@@ -91,4 +91,4 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
     # a document that fails sits between them: its row waits, the images stay together
     mixed = list(renderer(plan_batch(paths[0], tmp_path / "gone.pdf", *paths[1:4])))
     assert [b["doc_id"] for b in mixed] == [["d0", "d2", "d3", "d4"], ["d1"]]
-    assert mixed[1]["status"] == ["render_error"]
+    assert mixed[1]["status"] == ["read_error"]
