@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pipeline.bench import bench_command
+    from pipeline.bench.harness import bench_command
     from pipeline.errors import FatalError
 
     try:

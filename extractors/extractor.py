@@ -17,7 +17,7 @@ from extractors.decoding import JsonGrammar, RowResult
 from extractors.loading import ModelSpec, load_model
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
-from pipeline.geometry import model_canvas
+from pipeline.render.geometry import model_canvas
 from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
 
 

@@ -98,7 +98,7 @@ def plan(
     max_file_bytes: int = typer.Option(512 * 1024 * 1024, "--max-file-bytes"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
-    from pipeline.plan import dry_run
+    from pipeline.ledger.plan import dry_run
 
     try:
         summary = dry_run(inputs, out, schema, model, force=force, append=append, follow_symlinks=follow_symlinks,
@@ -150,7 +150,7 @@ def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir"),
 @app.command()
 def status(out: str = typer.Argument(..., help="an output folder")) -> None:
     """Summarise every run recorded in an output folder."""
-    from pipeline.status import describe_runs
+    from pipeline.ledger.status import describe_runs
 
     try:
         typer.echo(describe_runs(out))
@@ -168,7 +168,7 @@ def bench(
     json_out: Optional[str] = typer.Option(None, "--json", help="also write the rows as JSON"),
 ) -> None:
     """Baseline (model-card recipe) vs pageray's extractor, same device/pages/model; table printed last."""
-    from pipeline.bench import bench_command
+    from pipeline.bench.harness import bench_command
 
     try:
         bench_command(json_out=json_out, echo=typer.echo, model=model, pages=pages, new_tokens=new_tokens,

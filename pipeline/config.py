@@ -10,7 +10,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.geometry import MAX_LONGEST_EDGE_PX
+from pipeline.render.geometry import MAX_LONGEST_EDGE_PX
 
 DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
 
@@ -67,7 +67,7 @@ class RunConfig(BaseModel):
     render_retries: int = Field(1, ge=0, le=5)
 
     # run behaviour
-    retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.retry)")
+    retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.ledger.retry)")
     force: bool = False
     prune: bool = False  # drop documents under the inputs that are no longer listed
     append: bool = False
@@ -95,7 +95,7 @@ class RunConfig(BaseModel):
     @field_validator("retry")
     @classmethod
     def _retryable(cls, v: list[str]) -> list[str]:
-        from pipeline.retry import RETRYABLE_ON_REQUEST
+        from pipeline.ledger.retry import RETRYABLE_ON_REQUEST
 
         allowed = sorted(s.value for s in RETRYABLE_ON_REQUEST)
         for status in v:
@@ -154,13 +154,13 @@ class RunConfig(BaseModel):
                                page_time_limit_s=self.page_time_limit_s)
 
     def retry_policy(self):
-        from pipeline.retry import RetryPolicy
+        from pipeline.ledger.retry import RetryPolicy
 
         return RetryPolicy(max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes,
                            also_retry=frozenset(self.retry))
 
     def render_limits(self):
-        from pipeline.render import RenderLimits
+        from pipeline.render.pages import RenderLimits
 
         return RenderLimits(longest_edge_px=self.longest_edge_px, max_page_pixels=self.max_page_pixels,
                             max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes)

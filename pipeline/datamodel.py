@@ -13,7 +13,7 @@ import pyarrow as pa
 
 class Status(str, enum.Enum):
     """Why a row looks the way it does. Only `ok` rows carry model output. Which statuses
-    a later run redoes is decided in pipeline.retry."""
+    a later run redoes is decided in pipeline.ledger.retry."""
 
     OK = "ok"
     # the document's own fault: recorded as a row, never fatal

@@ -14,12 +14,12 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
-from pipeline.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
-from pipeline.heartbeat import Heartbeat
-from pipeline.plan import DOCS_PER_BLOCK, make_plan
-from pipeline.records import OutputFolder, utc_now, versions
-from pipeline.render_step import RenderDocuments
-from pipeline.writer import CommitPages
+from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
+from pipeline.ledger.heartbeat import Heartbeat
+from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
+from pipeline.ledger.records import OutputFolder, utc_now, versions
+from pipeline.render.step import RenderDocuments
+from pipeline.ledger.commit import CommitPages
 
 
 def _init_ray() -> None:

@@ -8,9 +8,9 @@ import pyarrow as pa
 
 from pipeline.config import DEFAULT_MODEL
 from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.index import Scope
+from pipeline.ledger.index import Scope
 from pipeline.storage import doc_id_for
-from pipeline.writer import DATA_DIR, part_name, write_table_atomically
+from pipeline.ledger.commit import DATA_DIR, part_name, write_table_atomically
 from schemas import load_schema
 
 SCHEMA = output_schema(pa.struct([pa.field("text", pa.string())]))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipeline.bench import BenchOptions, bench_command, bench_command_options, format_table
-from pipeline.bench_flops import decode_bytes_per_step, floor_seconds_per_page, page_flops
+from pipeline.bench.harness import BenchOptions, bench_command, bench_command_options, format_table
+from pipeline.bench.flops import decode_bytes_per_step, floor_seconds_per_page, page_flops
 
 ROWS = ("baseline", "pageray", "pageray-unconstrained", "cpu-render", "cpu-preprocess", "cpu-stage", "floor")
 
@@ -67,7 +67,7 @@ def test_decode_bytes_and_floor(tiny_config):
 
 
 def test_busy_time_is_the_union_of_kernel_intervals():
-    from pipeline.bench_runs import union_seconds
+    from pipeline.bench.runs import union_seconds
 
     assert union_seconds([(0.0, 1.0), (0.5, 1.5), (3.0, 4.0), (3.2, 3.4)]) == pytest.approx(2.5)
     assert union_seconds([]) == 0.0

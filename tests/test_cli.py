@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.index import Scope
-from pipeline.records import OutputFolder
+from pipeline.ledger.index import Scope
+from pipeline.ledger.records import OutputFolder
 
 runner = CliRunner()
 
@@ -103,8 +103,8 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
 
 
 def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
-    from pipeline.heartbeat import Heartbeat
-    from pipeline.status import run_state
+    from pipeline.ledger.heartbeat import Heartbeat
+    from pipeline.ledger.status import run_state
 
     folder = OutputFolder(str(tmp_path))
     record = {"run_id": "r-busy", "state": "running", "pages": 0}

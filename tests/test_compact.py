@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 
 from outputs import OTHER, SCHEMA, SCOPE, commit, document, rows
-from pipeline.compact import drop_duplicate_pages, drop_superseded
+from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded
 from pipeline.config import RunConfig
 from pipeline.datamodel import rows_to_table
-from pipeline.index import load_index
-from pipeline.plan import make_plan
-from pipeline.records import OutputFolder
+from pipeline.ledger.index import load_index
+from pipeline.ledger.plan import make_plan
+from pipeline.ledger.records import OutputFolder
 from pipeline.storage import doc_id_for
-from pipeline.writer import DATA_DIR, part_name, write_table_atomically
+from pipeline.ledger.commit import DATA_DIR, part_name, write_table_atomically
 
 
 def plan_for(inbox, out):

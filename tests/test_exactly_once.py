@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from corpus import mupdf_pdf
 from outputs import SCHEMA, SCOPE, commit, document
 from pipeline.cli import app
-from pipeline.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
+from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pipeline.config import RunConfig
-from pipeline.heartbeat import Heartbeat
-from pipeline.plan import make_plan
-from pipeline.records import OutputFolder
+from pipeline.ledger.heartbeat import Heartbeat
+from pipeline.ledger.plan import make_plan
+from pipeline.ledger.records import OutputFolder
 from pipeline.storage import doc_id_for
-from pipeline.writer import DATA_DIR, CommitPages
+from pipeline.ledger.commit import DATA_DIR, CommitPages
 from schemas import load_schema
 
 
@@ -233,7 +233,7 @@ def test_a_change_of_state_is_in_the_run_record_at_once(tmp_path):
 def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     from extractors.extractor import Extractor
     from pipeline.datamodel import output_schema
-    from pipeline.render_step import RenderDocuments
+    from pipeline.render.step import RenderDocuments
     from pipeline.run import run_extraction
     from schemas import arrow_type
 

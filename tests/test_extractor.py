@@ -11,7 +11,7 @@ import torch
 from extractors.extractor import ExtractSettings, Extractor
 from extractors.loading import ModelSpec
 from pipeline.datamodel import PAGE_COLUMNS, Status
-from pipeline.render import RenderLimits, render_document
+from pipeline.render.pages import RenderLimits, render_document
 from schemas import generation_schema, load_schema
 
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from pipeline.datamodel import Status
-from pipeline.isolation import IsolatedRenderer
-from pipeline.render import RenderLimits
+from pipeline.render.isolation import IsolatedRenderer
+from pipeline.render.pages import RenderLimits
 from test_isolation import render_children  # tests/ is on sys.path (rootdir conftest)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the renderer's limits are Linux behaviour")

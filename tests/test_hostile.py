@@ -21,8 +21,8 @@ from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf  # tests
 from extractors.extractor import ExtractSettings, Extractor
 from extractors.loading import ModelSpec
 from pipeline.datamodel import PAGE_COLUMNS, Status
-from pipeline.isolation import CRASH_HOOK_ENV, IsolatedRenderer
-from pipeline.render import RenderLimits, render_document
+from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
+from pipeline.render.pages import RenderLimits, render_document
 from schemas import generation_schema, load_schema
 
 CRASH_NAME = "crash_me"

@@ -1,4 +1,4 @@
-"""pipeline.render: documents in, one row per page out, whatever the input looks like."""
+"""pipeline.render.pages: documents in, one row per page out, whatever the input looks like."""
 from __future__ import annotations
 
 import time
@@ -10,8 +10,8 @@ import pymupdf
 import pytest
 from corpus import CLAIMED_PAGES, broken_middle_page, build_corpus  # tests/ is on sys.path (rootdir conftest)
 from pipeline.datamodel import PAGE_COLUMNS, Status
-from pipeline.geometry import pixel_size, render_scale
-from pipeline.render import RenderLimits, detect_format, iter_render, render_document
+from pipeline.render.geometry import pixel_size, render_scale
+from pipeline.render.pages import RenderLimits, detect_format, iter_render, render_document
 
 DEFAULTS = RenderLimits()
 # Small renders for sweeps: what is under test there is the status, not the pixels.

@@ -6,8 +6,8 @@ from collections import Counter
 
 from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf  # tests/ is on sys.path
 
-from pipeline.render import RenderLimits, iter_render
-from pipeline.render_step import ROWS_PER_OUTPUT_BATCH, RenderDocuments
+from pipeline.render.pages import RenderLimits, iter_render
+from pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderDocuments
 
 LIMITS = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_pages_per_doc=3)
 

@@ -2,7 +2,7 @@
 
 Scans often arrive as image files rather than PDFs. Each frame becomes one page: EXIF
 orientation applied, flattened to 8-bit RGB, and shrunk (never enlarged) to the same
-limits PDF pages are rendered to. Rows are built by pipeline.render; this module only
+limits PDF pages are rendered to. Rows are built by pipeline.render.pages; this module only
 turns bytes into pixels or raises.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipeline.geometry import fit_image
+from pipeline.render.geometry import fit_image
 
 IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),

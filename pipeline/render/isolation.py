@@ -17,7 +17,7 @@ A child killed by a signal is retried a bounded number of times, resuming after 
 already delivered; after that the page is a `render_crash` row and a new child goes on with
 the next page. Pages received before any failure are kept, so nothing rendered is lost, and
 every page ends as a row (see IsolatedRenderer.__call__). What runs inside the child is in
-pipeline.render_child.
+pipeline.render.child.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ import types
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipeline import render_child
+from pipeline.render import child as render_child
 from pipeline.datamodel import Status
-from pipeline.render import RenderLimits, skipped_row
+from pipeline.render.pages import RenderLimits, skipped_row
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
@@ -90,7 +90,7 @@ class IsolatedRenderer:
         # and the forkserver may have started before the variable was set.
         self._crash_on = os.environ.get(CRASH_HOOK_ENV) or None
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["pipeline.render", "pipeline.render_child"])
+        self._ctx.set_forkserver_preload(["pipeline.render.pages", "pipeline.render.child"])
         self.children_started = 0
         self.peak_rss_bytes = 0
 

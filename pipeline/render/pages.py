@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterator
 
 import pymupdf
 
-from pipeline import render_images
+from pipeline.render import images as render_images
 from pipeline.datamodel import Status
-from pipeline.geometry import MAX_LONGEST_EDGE_PX, render_scale
-from pipeline.render_images import ImageUnreadable, PageTooLarge
+from pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
+from pipeline.render.images import ImageUnreadable, PageTooLarge
 
 MIB = 1024 * 1024
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"

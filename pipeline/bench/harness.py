@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from pipeline.bench_flops import floor_seconds_per_page, measure_device, page_flops
-from pipeline.bench_models import build_bench_model, check_request, pageray_attention, set_attention
-from pipeline.bench_pages import cpu_stage_rows, load_documents, preprocess_pages, render_pages
-from pipeline.bench_runs import make_extractor, measure, run_baseline, run_pageray
+from pipeline.bench.flops import floor_seconds_per_page, measure_device, page_flops
+from pipeline.bench.models import build_bench_model, check_request, pageray_attention, set_attention
+from pipeline.bench.pages import cpu_stage_rows, load_documents, preprocess_pages, render_pages
+from pipeline.bench.runs import make_extractor, measure, run_baseline, run_pageray
 
 __all__ = ["BenchOptions", "bench_command", "bench_command_options", "format_table", "run_bench"]
 

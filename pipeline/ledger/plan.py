@@ -1,6 +1,6 @@
 """Planning a run: which documents to process, streamed to Parquet shards.
 
-Each listed document is compared with what the output already holds (`pipeline.index`):
+Each listed document is compared with what the output already holds (`pipeline.ledger.index`):
 new, changed (same location, other size/mtime), resumed (same version, some pages committed
 by a run that was killed), skipped (complete), or forced. The listing is consumed as a stream
 and written in shards, so the driver's memory does not grow with the corpus.
@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
-from pipeline.index import DocVersion, Scope, load_index
-from pipeline.records import RUNS_DIR, OutputFolder
+from pipeline.ledger.index import DocVersion, Scope, load_index
+from pipeline.ledger.records import RUNS_DIR, OutputFolder
 from pipeline.storage import DocRef, is_remote, iter_documents, join, log_skip, printable_path
 
 SHARD_DOCS = 50_000
@@ -76,7 +76,7 @@ def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bo
         return "changed", [], None
     if current.complete():
         return "skipped", [], known
-    # retried: some rows are not final (pipeline.retry); resumed: a killed run left pages out
+    # retried: some rows are not final (pipeline.ledger.retry); resumed: a killed run left pages out
     return ("retried" if current.retried else "resumed"), sorted(current.pages), known
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 from pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows
 from pipeline.errors import describe
-from pipeline.render import RenderLimits
+from pipeline.render.pages import RenderLimits
 from pipeline.storage import read_bytes
 
 # A batch leaves the step once it holds `images_per_batch` page images (up to 4 x 11.5 MB: the
@@ -41,7 +41,7 @@ class RenderDocuments:
         self.limits = limits
         self.images_per_batch = images_per_batch
         if renderer is None:
-            from pipeline.isolation import IsolatedRenderer
+            from pipeline.render.isolation import IsolatedRenderer
 
             renderer = IsolatedRenderer(limits, timeout_s=timeout_s, memory_mb=memory_mb, retries=retries)
         self.renderer = renderer

@@ -16,9 +16,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.index import Scope
-from pipeline.records import OutputFolder
-from pipeline.writer import DATA_DIR
+from pipeline.ledger.index import Scope
+from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.commit import DATA_DIR
 
 KEY_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "run_id"]
 

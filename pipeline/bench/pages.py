@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from pipeline.datamodel import PAGE_COLUMNS, Status
-from pipeline.render import RenderLimits, iter_render
+from pipeline.render.pages import RenderLimits, iter_render
 
 # Letter and A4 only: the receipt is neither, and the corrupt / encrypted samples give no page.
 BENCH_DOCUMENTS = ("invoice.pdf", "paper_first_page.pdf", "rotated_table.pdf",

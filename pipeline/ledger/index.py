@@ -3,7 +3,7 @@
 Built from a projection of a few small columns of OUT/data/*.parquet (no separate state file
 that could disagree with the data). For each document it knows the committed versions
 (size + mtime as listed), which pages of each are there, and which rows the next run redoes
-(pipeline.retry).
+(pipeline.ledger.retry).
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from pipeline.datamodel import output_schema
-from pipeline.records import OutputFolder
-from pipeline.retry import RetryPolicy
-from pipeline.writer import DATA_DIR
+from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.retry import RetryPolicy
+from pipeline.ledger.commit import DATA_DIR
 
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
 # Read with this schema, not one inferred from the first file: an empty part file, or one
@@ -45,7 +45,7 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class DocVersion:
-    committed: int               # distinct pages of this version with a final row (pipeline.retry)
+    committed: int               # distinct pages of this version with a final row (pipeline.ledger.retry)
     page_count: int | None
     # a page has more than one row: a killed --force run, a retried task that grouped pages
     # differently, or a redone page whose old row is still there; compaction keeps the newest

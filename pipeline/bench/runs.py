@@ -18,7 +18,7 @@ from transformers import LogitsProcessor
 
 from extractors import extractor as extractor_module
 from extractors.extractor import ExtractSettings, Extractor
-from pipeline.bench_pages import page_batch, pil_image
+from pipeline.bench.pages import page_batch, pil_image
 
 
 def sync(device: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from pipeline.records import OutputFolder
+from pipeline.ledger.records import OutputFolder
 
-BEAT_S = 10.0  # pipeline.status.STALE_AFTER_S allows many missed beats
+BEAT_S = 10.0  # pipeline.ledger.status.STALE_AFTER_S allows many missed beats
 
 
 class Heartbeat:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from pipeline.records import OutputFolder
+from pipeline.ledger.records import OutputFolder
 
-# A running driver rewrites its record every ~10 s (pipeline.heartbeat); far older means it died.
+# A running driver rewrites its record every ~10 s (pipeline.ledger.heartbeat); far older means it died.
 STALE_AFTER_S = 300
 
 

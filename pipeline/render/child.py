@@ -1,4 +1,4 @@
-"""What runs inside the disposable render child (see pipeline.isolation): set the limits, render,
+"""What runs inside the disposable render child (see pipeline.render.isolation): set the limits, render,
 stream each page back over the pipe, report how it ended.
 """
 from __future__ import annotations
@@ -7,13 +7,13 @@ import os
 import re
 
 from pipeline.datamodel import Status
-from pipeline.render import RenderLimits
+from pipeline.render.pages import RenderLimits
 
 MIB = 1024 * 1024
 CPU_KILL_AFTER_S = 5  # CPU seconds after SIGXCPU before the kernel sends SIGKILL
 
 # How MuPDF (fz_malloc / fz_calloc / fz_realloc) and Python report an allocation that
-# RLIMIT_AS refused. pipeline.render records either as a render_error row; inside a
+# RLIMIT_AS refused. pipeline.render.pages records either as a render_error row; inside a
 # memory-limited child the cause is known, and the row says so.
 _ALLOCATION_FAILED = re.compile(r"\bMemoryError\b|\b(?:m|c|re)alloc \([^)]*\) failed")
 
@@ -55,7 +55,7 @@ def main(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int, cpu
 
     import pymupdf
 
-    from pipeline.render import iter_render
+    from pipeline.render.pages import iter_render
 
     # MuPDF prints each error to stdout besides raising it; the row's error column already
     # carries the message, and the chatter would interleave with the run's own output.
