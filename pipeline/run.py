@@ -17,7 +17,8 @@ from pipeline.datamodel import output_schema
 from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
-from pipeline.ledger.records import OutputFolder, utc_now, versions
+from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
+from pipeline.ledger.records import claim, versions
 from pipeline.render.step import RenderDocuments
 from pipeline.ledger.commit import CommitPages
 
@@ -86,7 +87,7 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
     # the plan is small rows; splitting it costs nothing and makes each block a few documents
-    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1).repartition(blocks)
+    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1, file_extensions=[PLAN_SUFFIX]).repartition(blocks)
     # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
     # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
     # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
@@ -109,7 +110,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     schema = config.extraction_schema()
     preflight(config.model_spec())
     folder = OutputFolder(config.out)
-    folder.claim(schema, config.model, config.run_id, config.append)
+    claim(folder, schema, config.model, config.run_id, config.append)
     record: dict[str, Any] = {
         "run_id": config.run_id, "state": "planning", "started_at": utc_now(),
         "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},

@@ -10,7 +10,7 @@ from pipeline.config import DEFAULT_MODEL
 from pipeline.datamodel import output_schema, rows_to_table
 from pipeline.ledger.index import Scope
 from pipeline.storage import doc_id_for
-from pipeline.ledger.commit import DATA_DIR, part_name, write_table_atomically
+from pipeline.ledger.folder import DATA_DIR, OutputFolder
 from schemas import load_schema
 
 SCHEMA = output_schema(pa.struct([pa.field("text", pa.string())]))
@@ -28,8 +28,7 @@ def commit(out, run_id: str, path, pages, size: int, mtime_ns: int, minutes: int
              "doc_size": size, "doc_mtime_ns": mtime_ns, "page_index": p, "page_count": page_count, "status": status,
              "created_at": T0 + timedelta(minutes=minutes)} for p in pages]
     table = rows_to_table(rows, SCHEMA)
-    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
-    write_table_atomically(table, f"{out}/{DATA_DIR}/{part_name(run_id, table)}")
+    OutputFolder(str(out)).write_part(run_id, table)
 
 
 def document(folder, name: str, size: int):

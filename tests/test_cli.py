@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.ledger.index import Scope
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import OutputFolder
+from pipeline.ledger.records import claim
 
 runner = CliRunner()
 
@@ -135,7 +136,7 @@ def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(
 
     out = tmp_path / "out"
     invoice = load_schema("invoice").id
-    OutputFolder(str(out)).claim(load_schema("invoice"), "/models/idefics2-8b", "r1", append=False)
+    claim(OutputFolder(str(out)), load_schema("invoice"), "/models/idefics2-8b", "r1", append=False)
     files = sorted(p for p in samples.rglob("*") if p.is_file())
     for path in files:
         st = path.stat()

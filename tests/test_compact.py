@@ -10,9 +10,8 @@ from pipeline.config import RunConfig
 from pipeline.datamodel import rows_to_table
 from pipeline.ledger.index import load_index
 from pipeline.ledger.plan import make_plan
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import DATA_DIR, OutputFolder
 from pipeline.storage import doc_id_for
-from pipeline.ledger.commit import DATA_DIR, part_name, write_table_atomically
 
 
 def plan_for(inbox, out):
@@ -91,7 +90,7 @@ def test_the_index_knows_complete_partial_and_document_level_rows(tmp_path):
              "doc_id": doc_id_for(str(broken)), "source_uri": str(broken), "doc_size": 12,
              "doc_mtime_ns": broken_mtime, "page_index": 0, "page_count": None, "status": "render_error"}]
     table = rows_to_table(rows, SCHEMA)
-    write_table_atomically(table, f"{out}/{DATA_DIR}/{part_name('r1', table)}")
+    OutputFolder(str(out)).write_part("r1", table)
     index = load_index(OutputFolder(str(out)), SCOPE)
     [half_version] = index.versions(doc_id_for(str(half))).values()
     assert (half_version.committed, half_version.page_count, half_version.pages) == (1, 2, frozenset({1}))

@@ -20,9 +20,10 @@ from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_
 from pipeline.config import RunConfig
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.plan import make_plan
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import DATA_DIR, OutputFolder
+from pipeline.ledger.records import check_claim, claim
 from pipeline.storage import doc_id_for
-from pipeline.ledger.commit import DATA_DIR, CommitPages
+from pipeline.ledger.commit import CommitPages
 from schemas import load_schema
 
 
@@ -116,10 +117,10 @@ def test_a_raised_page_limit_reprocesses_the_pages_it_skipped(tmp_path):
     commit(out, "r1", path, [0], size=10, mtime_ns=mtime, page_count=3)
     commit(out, "r1", path, [1, 2], size=10, mtime_ns=mtime, page_count=3, status="page_skipped")
     assert plan_for([inbox], out, max_pages_per_doc=1).summary()["skipped"] == 1
-    plan = make_plan(RunConfig.build(inputs=[str(inbox)], out=str(out), schema_ref="transcribe"),
-                     OutputFolder(str(out)))
+    config = RunConfig.build(inputs=[str(inbox)], out=str(out), schema_ref="transcribe")
+    plan = make_plan(config, OutputFolder(str(out)))
     assert plan.summary()["retried"] == 1
-    [planned] = pq.read_table(f"{plan.path}/shard-00000.parquet").to_pylist()
+    [planned] = pq.read_table(OutputFolder(str(out)).shard_path(config.run_id, 0)).to_pylist()
     assert planned["done_pages"] == [0]  # only the skipped pages are rendered again
 
 
@@ -193,8 +194,8 @@ def test_a_model_folder_is_one_model_however_it_is_written(tiny_model, tmp_path)
     assert names == {str(tiny_model.resolve())}
     assert RunConfig.build(inputs=["x"], out="o", schema_ref="invoice", model="org/some-model").model == "org/some-model"
     folder = OutputFolder(str(tmp_path / "out"))
-    folder.claim(load_schema("invoice"), str(tiny_model) + "/", "r1", append=False)  # as an older run wrote it
-    folder.check_claim(load_schema("invoice"), str(tiny_model.resolve()), append=False)  # not "another model"
+    claim(folder, load_schema("invoice"), str(tiny_model) + "/", "r1", append=False)  # as an older run wrote it
+    check_claim(folder, load_schema("invoice"), str(tiny_model.resolve()), append=False)  # not "another model"
 
 
 def test_plan_refuses_an_edited_schema_file_as_extract_would(tiny_model, tmp_path):
@@ -204,7 +205,7 @@ def test_plan_refuses_an_edited_schema_file_as_extract_would(tiny_model, tmp_pat
     spec = {"name": "mine", "version": "1", "description": "d",
             "schema": {"type": "object", "properties": {"total": {"type": "number", "description": "total"}}}}
     schema_file.write_text(json.dumps(spec))
-    OutputFolder(str(out)).claim(load_schema(str(schema_file)), str(tiny_model), "r1", append=False)
+    claim(OutputFolder(str(out)), load_schema(str(schema_file)), str(tiny_model), "r1", append=False)
     spec["schema"]["properties"]["total"]["description"] = "the amount due"
     schema_file.write_text(json.dumps(spec))
     for command in ("plan", "extract"):
@@ -261,7 +262,7 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     rows = Extractor(cfg.model_spec(), schema, cfg.extract_settings())(pages)
     CommitPages(str(out), "r0", output_schema(arrow_type(schema)))(rows)
     os.rename(away, one)  # back, same size and mtime
-    OutputFolder(str(out)).claim(schema, cfg.model, "r0", append=False)
+    claim(OutputFolder(str(out)), schema, cfg.model, "r0", append=False)
     assert part_rows(out) == [(str(one), 0, "read_error")]
 
     first = run_extraction(config(max_pages_per_doc=1))
@@ -276,5 +277,7 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
 
     third = run_extraction(config())
     assert (third["plan"]["skipped"], third["pages"]) == (2, 0)
+    # plan shards are Parquet too, but no glob over the whole output picks them up as pages
+    assert duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet')").fetchone() == (3,)
     records = {r["run_id"]: r["state"] for r in OutputFolder(str(out)).runs()}
     assert set(records.values()) == {"succeeded"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import OutputFolder
 
 BEAT_S = 10.0  # pipeline.ledger.status.STALE_AFTER_S allows many missed beats
 

@@ -13,17 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 
 from pipeline.datamodel import output_schema
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import OutputFolder
 from pipeline.ledger.retry import RetryPolicy
-from pipeline.ledger.commit import DATA_DIR
 
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
-# Read with this schema, not one inferred from the first file: an empty part file, or one
-# without some column, then reads as no rows (or nulls) instead of failing the whole plan.
+# what the index reads of every part file (an empty part file, or one without some column,
+# then reads as no rows or nulls instead of failing the whole plan)
 READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
 
@@ -137,17 +134,9 @@ class OutputIndex:
         return keep, duplicated
 
 
-def _scan(folder: OutputFolder) -> pads.Dataset | None:
-    data = f"{folder.path}/{DATA_DIR}"
-    if folder.fs.get_file_info(data).type == pafs.FileType.NotFound:
-        return None
-    return pads.dataset(data, schema=READ_SCHEMA, filesystem=folder.fs, format="parquet",
-                        exclude_invalid_files=True, ignore_prefixes=[".", "_"])
-
-
 def load_index(folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None) -> OutputIndex:
     """The output's rows of `scope`, per document version; `policy` says which rows are final."""
-    ds = _scan(folder)
+    ds = folder.pages_dataset(READ_SCHEMA)
     if ds is None:
         return OutputIndex()
     table = ds.to_table(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression())

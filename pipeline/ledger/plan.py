@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
 from pipeline.ledger.index import DocVersion, Scope, load_index
-from pipeline.ledger.records import RUNS_DIR, OutputFolder
-from pipeline.storage import DocRef, is_remote, iter_documents, join, log_skip, printable_path
+from pipeline.ledger.folder import OutputFolder
+from pipeline.ledger.records import check_claim
+from pipeline.storage import DocRef, iter_documents, log_skip, printable_path
 
 SHARD_DOCS = 50_000
 # Documents per plan block: what one render call takes (its pages then travel in Ray blocks of
@@ -80,19 +81,16 @@ def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bo
     return ("retried" if current.retried else "resumed"), sorted(current.pages), known
 
 
-def _write_shard(folder: OutputFolder, plan: Plan, rows: list[tuple]) -> None:
-    cols = list(zip(*rows))
-    table = pa.table(dict(zip(PLAN_SCHEMA.names, cols)), schema=PLAN_SCHEMA)
-    folder.fs.create_dir(plan.path, recursive=True)
-    pq.write_table(table, f"{plan.path}/shard-{plan.shards:05d}.parquet", filesystem=folder.fs,
-                   row_group_size=DOCS_PER_BLOCK)
+def _write_shard(folder: OutputFolder, run_id: str, plan: Plan, rows: list[tuple]) -> None:
+    table = pa.table(dict(zip(PLAN_SCHEMA.names, zip(*rows))), schema=PLAN_SCHEMA)
+    folder.fs.create_dir(folder.plan_path(run_id), recursive=True)
+    pq.write_table(table, folder.shard_path(run_id, plan.shards), filesystem=folder.fs, row_group_size=DOCS_PER_BLOCK)
 
 
 def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None) -> Plan:
     """Classify every listed document against the output's rows of `scope` (default: this
     config's schema and model) and write the plan shards."""
-    path = f"{folder.path}/{RUNS_DIR}/{config.run_id}/plan"
-    plan = Plan(uri=join(config.out, RUNS_DIR, config.run_id, "plan") if is_remote(config.out) else path, path=path)
+    plan = Plan(uri=folder.plan_uri(config.run_id), path=folder.plan_path(config.run_id))
     plan.scope = scope or Scope(config.extraction_schema().id, config.model)
     index = load_index(folder, plan.scope, config.retry_policy())
     buf: list[tuple] = []
@@ -118,12 +116,12 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
         buf.append((doc.doc_id, doc.uri, doc.size, doc.mtime_ns, kind, done))
         if len(buf) >= SHARD_DOCS:
             if write:
-                _write_shard(folder, plan, buf)
+                _write_shard(folder, config.run_id, plan, buf)
             plan.shards += 1
             buf = []
     if buf:
         if write:
-            _write_shard(folder, plan, buf)
+            _write_shard(folder, config.run_id, plan, buf)
         plan.shards += 1
     # and in every document of this schema and model that the listing did not name
     if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
@@ -145,7 +143,7 @@ def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: s
     config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema_ref or "transcribe",
                              model=model or made.get("model") or DEFAULT_MODEL, **options)
     folder = OutputFolder(config.out)
-    folder.check_claim(config.extraction_schema() if schema_ref else None, config.model, config.append)
+    check_claim(folder, config.extraction_schema() if schema_ref else None, config.model, config.append)
     schema_id = (None if schema_ref else made.get("schema_id")) or config.extraction_schema().id
     summary = make_plan(config, folder, write=False, scope=Scope(schema_id, config.model)).summary()
     summary.pop("uri")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from pipeline.ledger.records import OutputFolder
+from pipeline.ledger.folder import OutputFolder
 
 # A running driver rewrites its record every ~10 s (pipeline.ledger.heartbeat); far older means it died.
 STALE_AFTER_S = 300

@@ -1,0 +1,163 @@
+"""The output folder's layout, and the only code that lists or writes its files.
+
+    OUT/_pageray.json                       the manifest: the schema and model the folder was made with
+    OUT/data/part-<run_id>-<digest>.parquet committed pages, the record of what is done
+    OUT/_runs/<run_id>.json                 one run's record (config, versions, counts, heartbeat)
+    OUT/_runs/<run_id>/plan/shard-NNNNN.plan  the run's plan: Parquet under another suffix, so that
+                                            `read_parquet('OUT/**/*.parquet')` finds pages only
+
+Every write is whole or absent: locally a temporary ".<name>.<random>.tmp" beside the target,
+renamed into place (readers skip names that start with "."); on object storage a single PUT,
+which is atomic already.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.errors import StorageError
+from pipeline.storage import filesystem, is_remote, join
+
+DATA_DIR = "data"
+RUNS_DIR = "_runs"
+MANIFEST = "_pageray.json"
+PLAN_SUFFIX = "plan"
+_PART = re.compile(r"part-(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]*)-[0-9a-f]{20}\.parquet")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def part_name(run_id: str, table: pa.Table) -> str:
+    """A part file is named after the pages it holds: a retried task writing the same pages
+    replaces its file instead of adding a copy."""
+    keys = sorted(zip(table.column("doc_id").to_pylist(), table.column("doc_sha256").to_pylist(),
+                      table.column("page_index").to_pylist()), key=lambda k: (k[0], str(k[1]), k[2]))
+    digest = hashlib.sha256(repr(keys).encode()).hexdigest()[:20]
+    return f"part-{run_id}-{digest}.parquet"
+
+
+def part_run_id(name: str) -> str | None:
+    """The run that wrote a part file (exactly: run "nightly" is not run "nightly-2"), or None
+    for a file that is not a part file."""
+    match = _PART.fullmatch(name)
+    return match.group("run_id") if match else None
+
+
+class OutputFolder:
+    """An output folder or s3:// prefix: its paths, its listing, its reads and atomic writes."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.fs, self.path = filesystem(uri)
+
+    # paths
+    @property
+    def data_path(self) -> str:
+        return f"{self.path}/{DATA_DIR}"
+
+    def plan_path(self, run_id: str) -> str:
+        return f"{self.path}/{RUNS_DIR}/{run_id}/plan"
+
+    def plan_uri(self, run_id: str) -> str:
+        """The plan folder as Ray Data reads it (a URI on object storage, a path locally)."""
+        return join(self.uri, RUNS_DIR, run_id, "plan") if is_remote(self.uri) else self.plan_path(run_id)
+
+    def shard_path(self, run_id: str, number: int) -> str:
+        return f"{self.plan_path(run_id)}/shard-{number:05d}.{PLAN_SUFFIX}"
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    # the listing
+    def part_files(self) -> list[pafs.FileInfo]:
+        """Committed part files (never temporary files or anything else in the data folder)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.data_path, allow_not_found=True))
+        return sorted((i for i in infos if i.type == pafs.FileType.File and part_run_id(i.base_name)),
+                      key=lambda i: i.path)
+
+    def pages_dataset(self, schema: pa.Schema) -> pads.Dataset | None:
+        """The committed pages read with `schema` (not one inferred from the first file, so an
+        empty or odd part file reads as no rows); None while nothing is committed."""
+        parts = self.part_files()
+        if not parts:
+            return None
+        return pads.dataset([i.path for i in parts], schema=schema, filesystem=self.fs, format="parquet",
+                            exclude_invalid_files=True)
+
+    # writing
+    def _atomically(self, path: str, write: Callable[[str], None]) -> None:
+        parent, _, name = path.rpartition("/")
+        if is_remote(self.uri):
+            write(path)
+            return
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        write(tmp)
+        self.fs.move(tmp, path)
+
+    def write_parquet(self, path: str, table: pa.Table) -> None:
+        self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd"))
+
+    def write_part(self, run_id: str, table: pa.Table) -> str:
+        """Commit `table` as one part file; return its name."""
+        name = part_name(run_id, table)
+        self.write_parquet(f"{self.data_path}/{name}", table)
+        return name
+
+    def delete(self, path: str) -> None:
+        self.fs.delete_file(path)
+
+    def read_json(self, rel: str) -> dict | None:
+        path = f"{self.path}/{rel}"
+        try:
+            if not self.exists(path):
+                return None
+            with self.fs.open_input_stream(path) as f:
+                return json.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read {join(self.uri, rel)}: {exc}") from exc
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+
+        def write(path: str) -> None:
+            with self.fs.open_output_stream(path) as f:
+                f.write(data)
+        try:
+            self._atomically(f"{self.path}/{rel}", write)
+        except OSError as exc:
+            raise StorageError(f"cannot write {join(self.uri, rel)}: {exc}") from exc
+
+    # what the folder says about itself
+    def manifest(self) -> dict | None:
+        """What the folder was made with (schema id and name, model), if any run claimed it."""
+        return self.read_json(MANIFEST)
+
+    def write_manifest(self, manifest: dict) -> None:
+        self.write_json(MANIFEST, manifest)
+
+    def write_run(self, record: dict) -> None:
+        """A run's record, stamped with when it was written (`pageray status` tells a dead run by it)."""
+        record = {**record, "updated_at": utc_now(), "updated_unix": time.time()}
+        self.write_json(f"{RUNS_DIR}/{record['run_id']}.json", record)
+
+    def runs(self) -> list[dict]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{RUNS_DIR}", allow_not_found=True))
+        except OSError as exc:
+            raise StorageError(f"cannot list {join(self.uri, RUNS_DIR)}: {exc}") from exc
+        records = [self.read_json(f"{RUNS_DIR}/{i.base_name}") for i in infos
+                   if i.type == pafs.FileType.File and i.base_name.endswith(".json")]
+        return sorted((r for r in records if r), key=lambda r: r.get("started_at", ""))
