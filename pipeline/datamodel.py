@@ -36,18 +36,6 @@ class Status(str, enum.Enum):
         return self.value
 
 
-RENDER_FAILURES = frozenset(
-    s.value for s in (
-        Status.RENDER_ERROR, Status.ENCRYPTED, Status.EMPTY_DOCUMENT, Status.RENDER_CRASH,
-        Status.RENDER_TIMEOUT, Status.RENDER_MEMORY, Status.FILE_TOO_LARGE,
-        Status.PAGE_SKIPPED, Status.PAGE_TOO_LARGE,
-    )
-)
-
-# Columns that travel between render and extract but are never written.
-TRANSIENT_COLUMNS = ("image",)
-
-
 def _base_fields() -> list[pa.Field]:
     return [
         pa.field("run_id", pa.string(), nullable=False),
@@ -92,16 +80,34 @@ def output_schema(fields_type: pa.DataType) -> pa.Schema:
     return pa.schema(_base_fields() + [pa.field("fields", fields_type)] + _tail_fields())
 
 
-OUTPUT_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in _base_fields() + [pa.field("fields", pa.null())] + _tail_fields()
-)
-
-# Columns the render step produces for each page (plus TRANSIENT_COLUMNS).
+# Columns the render step produces for each page; `image` travels to the extractor and is never written.
 PAGE_COLUMNS: tuple[str, ...] = (
     "run_id", "doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
     "status", "error", "image", "image_width", "image_height",
     "text_layer", "text_layer_chars", "render_ms",
 )
+_ROW_COLUMNS = frozenset(PAGE_COLUMNS) | frozenset(output_schema(pa.null()).names)
+
+
+def page_row(**columns: Any) -> dict[str, Any]:
+    """The one constructor of a page row: a keyword per column (a Status for `status`). A name
+    that is not a column is refused, so a misspelled key cannot silently become a null."""
+    unknown = columns.keys() - _ROW_COLUMNS
+    if unknown:
+        raise TypeError(f"page_row() got unknown column(s) {sorted(unknown)}")
+    if isinstance(columns.get("status"), Status):
+        columns["status"] = columns["status"].value
+    return columns
+
+
+def document_row(status: Status, error: str, render_ms: float = 0.0, page_count: int | None = None) -> dict[str, Any]:
+    """The row that stands for a whole document that yielded no page (page 0, page_count unknown)."""
+    return page_row(page_index=0, page_count=page_count, status=status, error=error, render_ms=render_ms)
+
+
+def rows_to_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = PAGE_COLUMNS) -> dict[str, list]:
+    """Row dicts as a column batch (what a Ray Data step returns); a missing key is a null."""
+    return {c: [r.get(c) for r in rows] for c in columns}
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -110,10 +116,16 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def batch_to_rows(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A column batch (dict of lists / numpy arrays, or a pyarrow Table) as a list of row dicts."""
+def batch_to_rows(batch: Mapping[str, Any] | pa.Table) -> list[dict[str, Any]]:
+    """A column batch (dict of lists / numpy arrays, or a pyarrow Table) as a list of row dicts.
+    From a Table, page images come as zero-copy pyarrow Buffers, not as copied bytes."""
     if isinstance(batch, pa.Table):
-        return batch.to_pylist()
+        if "image" not in batch.column_names:
+            return batch.to_pylist()
+        rows = batch.drop_columns(["image"]).to_pylist()
+        for row, image in zip(rows, batch.column("image")):
+            row["image"] = image.as_buffer() if image.is_valid else None
+        return rows
     names = list(batch.keys())
     if not names:
         return []

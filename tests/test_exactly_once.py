@@ -255,8 +255,8 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     st = one.stat()
     os.rename(one, away)
     cfg = config()
-    plan_row = {"doc_id": [doc_id_for(str(one))], "source_uri": [str(one)], "size": [st.st_size],
-                "mtime_ns": [st.st_mtime_ns], "kind": ["new"], "done_pages": [[]]}
+    plan_row = {"doc_id": [doc_id_for(str(one))], "source_uri": [str(one)], "doc_size": [st.st_size],
+                "doc_mtime_ns": [st.st_mtime_ns], "kind": ["new"], "done_pages": [[]]}
     [pages] = RenderDocuments(cfg.run_id, cfg.render_limits())(plan_row)
     schema = cfg.extraction_schema()
     rows = Extractor(cfg.model_spec(), schema, cfg.extract_settings())(pages)

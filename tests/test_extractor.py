@@ -10,7 +10,7 @@ import torch
 
 from extractors.extractor import ExtractSettings, Extractor
 from extractors.loading import ModelSpec
-from pipeline.datamodel import PAGE_COLUMNS, Status
+from pipeline.datamodel import Status, rows_to_columns
 from pipeline.render.pages import RenderLimits, render_document
 from schemas import generation_schema, load_schema
 
@@ -23,7 +23,7 @@ def page_batch(samples, names, run_id="r1"):
         for page in render_document(path.read_bytes(), path.name, RenderLimits()):
             rows.append({**page, "run_id": run_id, "doc_id": path.stem, "source_uri": str(path),
                          "doc_sha256": "x", "doc_size": 1, "doc_mtime_ns": 1})
-    return {c: [r.get(c) for r in rows] for c in PAGE_COLUMNS}
+    return rows_to_columns(rows)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf  # tests/ is on sys.path
 from extractors.extractor import ExtractSettings, Extractor
 from extractors.loading import ModelSpec
-from pipeline.datamodel import PAGE_COLUMNS, Status
+from pipeline.datamodel import Status, rows_to_columns
 from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
 from pipeline.render.pages import RenderLimits, render_document
 from schemas import generation_schema, load_schema
@@ -51,7 +51,7 @@ def page_batch(pages: list[tuple[str, dict]]) -> dict[str, list]:
     """A plain extractor batch from (document name, rendered page row) pairs."""
     rows = [{**page, "run_id": "r1", "doc_id": name, "source_uri": name, "doc_sha256": "x", "doc_size": 1,
              "doc_mtime_ns": 1} for name, page in pages]
-    return {column: [row.get(column) for row in rows] for column in PAGE_COLUMNS}
+    return rows_to_columns(rows)
 
 
 @pytest.mark.slow

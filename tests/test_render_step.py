@@ -18,8 +18,8 @@ def step(limits: RenderLimits = LIMITS) -> RenderDocuments:
 
 def plan_batch(*paths, done_pages=None) -> dict[str, list]:
     return {"doc_id": [f"d{i}" for i in range(len(paths))], "source_uri": [str(p) for p in paths],
-            "size": [p.stat().st_size if p.exists() else None for p in paths],
-            "mtime_ns": [None] * len(paths), "done_pages": [done_pages] * len(paths)}
+            "doc_size": [p.stat().st_size if p.exists() else None for p in paths],
+            "doc_mtime_ns": [None] * len(paths), "done_pages": [done_pages] * len(paths)}
 
 
 def rows_of(batches) -> list[dict]:

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.datamodel import PAGE_COLUMNS, Status
+from pipeline.datamodel import Status, rows_to_columns
 from pipeline.render.pages import RenderLimits, iter_render
 
 # Letter and A4 only: the receipt is neither, and the corrupt / encrypted samples give no page.
@@ -59,7 +59,7 @@ def render_pages(n: int, documents: list[tuple[str, bytes]] | None = None) -> tu
 
 def page_batch(pages: list[dict]) -> dict:
     """The column batch the Ray pipeline hands the extractor (see tests/test_extractor.py)."""
-    return {c: [p.get(c) for p in pages] for c in PAGE_COLUMNS}
+    return rows_to_columns(pages)
 
 
 def pil_image(page: dict):

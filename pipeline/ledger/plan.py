@@ -25,8 +25,9 @@ SHARD_DOCS = 50_000
 DOCS_PER_BLOCK = 8
 MAX_EXAMPLES = 5  # paths kept per reason in the run record
 BYTES_PER_PAGE_GUESS = 60_000  # for never-seen documents; known ones use their page_count
-PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("size", pa.int64()),
-                         ("mtime_ns", pa.int64()), ("kind", pa.string()), ("done_pages", pa.list_(pa.int32()))])
+# the same names as the page row's columns, for the same things
+PLAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source_uri", pa.string()), ("doc_size", pa.int64()),
+                         ("doc_mtime_ns", pa.int64()), ("kind", pa.string()), ("done_pages", pa.list_(pa.int32()))])
 
 
 @dataclass

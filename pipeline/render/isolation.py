@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from pipeline.render import child as render_child
-from pipeline.datamodel import Status
+from pipeline.datamodel import Status, document_row, page_row
 from pipeline.render.pages import RenderLimits, skipped_row
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
@@ -141,8 +141,8 @@ class IsolatedRenderer:
             if index >= self.limits.max_pages_per_doc:
                 yield skipped_row(index, count, self.limits)
             else:
-                yield {"page_index": index, "page_count": count, "status": failure["status"],
-                       "error": f"page {index + 1} of {count} not rendered: {why}", "render_ms": 0.0}
+                yield page_row(page_index=index, page_count=count, status=failure["status"],
+                               error=f"page {index + 1} of {count} not rendered: {why}", render_ms=0.0)
 
     def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
         """Yield this child's pages; return None when it finished, else the failure row."""
@@ -212,5 +212,4 @@ class IsolatedRenderer:
 
     @staticmethod
     def _failure(status: Status, error: str, waited_s: float) -> dict:
-        return {"page_index": 0, "page_count": None, "status": status.value, "error": error,
-                "render_ms": waited_s * 1000.0}
+        return document_row(status, error, render_ms=waited_s * 1000.0)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import pymupdf
 
 from pipeline.render import images as render_images
-from pipeline.datamodel import Status
+from pipeline.datamodel import Status, page_row
 from pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
 from pipeline.render.images import ImageUnreadable, PageTooLarge
 
@@ -67,13 +67,11 @@ def _row(
     text: str | None = None,
     render_ms: float = 0.0,
 ) -> dict[str, Any]:
+    """Every render column, set: the page's own rows, before run and document identity are added."""
     image, width, height = pixels if pixels is not None else (None, None, None)
-    return {
-        "page_index": page_index, "page_count": page_count, "status": status.value,
-        "error": error, "image": image, "image_width": width, "image_height": height,
-        "text_layer": text, "text_layer_chars": None if text is None else len(text),
-        "render_ms": render_ms,
-    }
+    return page_row(page_index=page_index, page_count=page_count, status=status, error=error, image=image,
+                    image_width=width, image_height=height, text_layer=text,
+                    text_layer_chars=None if text is None else len(text), render_ms=render_ms)
 
 
 def _ms_since(started: float) -> float:

@@ -10,7 +10,7 @@ import hashlib
 import time
 from typing import Any, Iterator, Mapping
 
-from pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows
+from pipeline.datamodel import Status, batch_to_rows, document_row, page_row, rows_to_columns
 from pipeline.errors import describe
 from pipeline.render.pages import RenderLimits
 from pipeline.storage import read_bytes
@@ -24,12 +24,7 @@ ROWS_PER_OUTPUT_BATCH = 8192
 
 
 def _doc_error(status: Status, error: str, started: float) -> dict:
-    return {"page_index": 0, "page_count": None, "status": status.value, "error": error,
-            "render_ms": (time.perf_counter() - started) * 1000.0, "text_layer": None, "text_layer_chars": None}
-
-
-def _columns(rows: list[dict]) -> dict[str, list]:
-    return {c: [r.get(c) for r in rows] for c in PAGE_COLUMNS}
+    return document_row(status, error, render_ms=(time.perf_counter() - started) * 1000.0)
 
 
 class RenderDocuments:
@@ -57,33 +52,36 @@ class RenderDocuments:
                 if page.get("image") is not None:
                     with_image.append(page)
                     if len(with_image) >= self.images_per_batch:
-                        yield _columns(with_image)
+                        yield rows_to_columns(with_image)
                         with_image = []
                 else:
                     without.append(page)
                     if len(without) >= ROWS_PER_OUTPUT_BATCH:
-                        yield _columns(without)
+                        yield rows_to_columns(without)
                         without = []
         for rows in (with_image, without):
             if rows:
-                yield _columns(rows)
+                yield rows_to_columns(rows)
 
     def pages(self, doc: Mapping[str, Any]) -> Iterator[dict]:
         started = time.perf_counter()
-        size = doc.get("size")
+        size = doc.get("doc_size")
         base = {"run_id": self.run_id, "doc_id": doc["doc_id"], "source_uri": doc["source_uri"], "doc_sha256": None,
-                "doc_size": size, "doc_mtime_ns": doc.get("mtime_ns")}
+                "doc_size": size, "doc_mtime_ns": doc.get("doc_mtime_ns")}
+
+        def failed(status: Status, error: str) -> dict:
+            return page_row(**base, **_doc_error(status, error, started))
         if size is not None and size > self.limits.max_file_bytes:
-            yield {**base, **_doc_error(Status.FILE_TOO_LARGE, f"file is {size:,} bytes, over max_file_bytes="
-                                        f"{self.limits.max_file_bytes:,}", started)}
+            yield failed(Status.FILE_TOO_LARGE, f"file is {size:,} bytes, over max_file_bytes="
+                         f"{self.limits.max_file_bytes:,}")
             return
         try:
             data = read_bytes(doc["source_uri"], self.limits.max_file_bytes)
         except OverflowError as exc:
-            yield {**base, **_doc_error(Status.FILE_TOO_LARGE, str(exc), started)}
+            yield failed(Status.FILE_TOO_LARGE, str(exc))
             return
         except OSError as exc:
-            yield {**base, **_doc_error(Status.READ_ERROR, f"cannot read file: {describe(exc)}", started)}
+            yield failed(Status.READ_ERROR, f"cannot read file: {describe(exc)}")
             return
         base["doc_sha256"] = hashlib.sha256(data).hexdigest()
         name = doc["source_uri"].rsplit("/", 1)[-1]
@@ -91,4 +89,4 @@ class RenderDocuments:
         done = {int(p) for p in committed} if committed is not None else set()
         for page in self.renderer(data, name):
             if page["page_index"] not in done:
-                yield {**base, **page}
+                yield page_row(**base, **page)
