@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from extractors.decoding import JsonGrammar, RowResult
 from extractors.loading import ModelSpec, load_model
+from pipeline.config import default
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
 from pipeline.render.geometry import model_canvas
@@ -23,9 +24,9 @@ from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generati
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    batch_size: int = 8
-    max_new_tokens: int = 512
-    page_time_limit_s: float | None = 120.0
+    batch_size: int = default("batch_size")
+    max_new_tokens: int = default("max_new_tokens")
+    page_time_limit_s: float | None = default("page_time_limit_s")
 
 
 def _clean_text(value: Any) -> Any:

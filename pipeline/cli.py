@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.config import DEFAULT_MODEL, RunConfig
+from pipeline.config import RunConfig, default, flag
 from pipeline.errors import FatalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PDF folders -> Idefics2 on Ray -> typed Parquet")
@@ -34,47 +34,51 @@ def print_summary(record: dict) -> None:
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
 
 
+def _option(field: str, help: str, **kw):
+    """A `pageray extract` option for a RunConfig field: its flag and default come from the config;
+    not given, it is None and the config's default applies."""
+    shown = default(field)
+    return typer.Option(None, flag(field), help=help + ("" if shown in (None, False, []) else f" (default {shown})"), **kw)
+
+
+def _given(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None and v != []}
+
+
 @app.command()
 def extract(
     inputs: List[str] = typer.Argument(..., help="PDF/image files, folders or s3:// prefixes"),
-    schema: str = typer.Option(..., "--schema", help="built-in name (see `pageray schemas list`) or YAML/JSON file"),
+    schema_ref: str = typer.Option(..., flag("schema_ref"), help="built-in name (see `pageray schemas list`) or YAML/JSON file"),
     out: str = typer.Option(..., "--out", help="output folder or s3:// prefix"),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="hub id or local folder with Idefics2 weights"),
-    batch_size: int = typer.Option(8, "--batch-size", help="pages per generate() call"),
-    max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
-    dtype: str = typer.Option("auto", "--dtype", help="auto|bfloat16|float16|float32"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit|8bit (bitsandbytes, GPU only)"),
-    attn: str = typer.Option("auto", "--attn", help="auto|sdpa|flash_attention_2|eager"),
-    no_split: bool = typer.Option(False, "--no-split", help="one 980px image per page instead of 4 crops + page"),
-    actors: Optional[int] = typer.Option(None, "--actors", help="extractor actors (default: one per GPU, 1 on CPU)"),
+    model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
+    batch_size: Optional[int] = _option("batch_size", "pages per generate() call"),
+    max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page"),
+    dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
+    quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),
+    attn_implementation: Optional[str] = _option("attn_implementation", "auto|sdpa|flash_attention_2|eager"),
+    split_images: Optional[bool] = typer.Option(None, f"--split/{flag('split_images')}",
+                                                help="4 crops + the page per image (default), or one 980px image"),
+    actors: Optional[int] = _option("actors", "extractor actors (default: one per GPU, 1 on CPU)"),
     run_id: Optional[str] = typer.Option(None, "--run-id"),
-    force: bool = typer.Option(False, "--force", help="recompute documents already in the output"),
-    prune: bool = typer.Option(False, "--prune", help="drop rows of documents under INPUTS no longer listed"),
-    append: bool = typer.Option(False, "--append", help="allow adding to an output made with another schema/model"),
-    follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
-    max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc", help="later pages become page_skipped rows"),
-    longest_edge_px: int = typer.Option(1960, "--longest-edge", help="render size: longest page side in px"),
-    max_page_pixels: int = typer.Option(1960 * 1960, "--max-page-pixels", help="pixel cap for odd page shapes"),
-    max_file_bytes: int = typer.Option(512 * 1024 * 1024, "--max-file-bytes", help="larger files: file_too_large"),
-    render_timeout_s: float = typer.Option(120.0, "--render-timeout", help="seconds per document render"),
-    render_memory_mb: int = typer.Option(4096, "--render-memory-mb", help="address-space cap of a render child"),
-    render_retries: int = typer.Option(1, "--render-retries", help="retries after a render crash"),
-    page_time_limit_s: float = typer.Option(300.0, "--page-time-limit", help="seconds of generation per batch"),
-    retry: List[str] = typer.Option([], "--retry", help="a final status to redo this run, e.g. render_timeout "
-                                    "after raising --render-timeout (repeatable)"),
+    force: Optional[bool] = _option("force", "recompute documents already in the output"),
+    prune: Optional[bool] = _option("prune", "drop rows of documents under INPUTS no longer listed"),
+    append: Optional[bool] = _option("append", "allow adding to an output made with another schema/model"),
+    follow_symlinks: Optional[bool] = _option("follow_symlinks", "list files behind symlinks too"),
+    max_pages_per_doc: Optional[int] = _option("max_pages_per_doc", "later pages become page_skipped rows"),
+    longest_edge_px: Optional[int] = _option("longest_edge_px", "render size: longest page side in px"),
+    max_page_pixels: Optional[int] = _option("max_page_pixels", "pixel cap for odd page shapes"),
+    max_file_bytes: Optional[int] = _option("max_file_bytes", "larger files: file_too_large"),
+    render_timeout_s: Optional[float] = _option("render_timeout_s", "seconds per document render"),
+    render_memory_mb: Optional[int] = _option("render_memory_mb", "address-space cap of a render child"),
+    render_retries: Optional[int] = _option("render_retries", "retries after a render crash"),
+    page_time_limit_s: Optional[float] = _option("page_time_limit_s", "seconds of generation per batch"),
+    retry: List[str] = _option("retry", "a final status to redo this run, e.g. render_timeout after raising "
+                               "--render-timeout (repeatable)"),
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
     from pipeline.run import run_extraction
 
-    values = dict(inputs=inputs, out=out, schema_ref=schema, model=model, batch_size=batch_size,
-                  max_new_tokens=max_new_tokens, dtype=dtype, quantize=quantize, attn_implementation=attn,
-                  split_images=not no_split, actors=actors, force=force, prune=prune, append=append,
-                  follow_symlinks=follow_symlinks, max_pages_per_doc=max_pages_per_doc,
-                  longest_edge_px=longest_edge_px, max_page_pixels=max_page_pixels, max_file_bytes=max_file_bytes,
-                  render_timeout_s=render_timeout_s, render_memory_mb=render_memory_mb,
-                  render_retries=render_retries, page_time_limit_s=page_time_limit_s, retry=retry)
-    if run_id:
-        values["run_id"] = run_id
+    values = _given(**{k: v for k, v in locals().items() if k != "run_extraction"})
     try:
         config = RunConfig.build(**values)
         config.extraction_schema()  # a bad schema is refused before any work
@@ -88,21 +92,22 @@ def extract(
 def plan(
     inputs: List[str] = typer.Argument(..., help="files, folders or s3:// prefixes"),
     out: str = typer.Option(..., "--out"),
-    schema: Optional[str] = typer.Option(None, "--schema", help="default: the one the output folder was made with"),
+    schema_ref: Optional[str] = typer.Option(None, flag("schema_ref"), help="default: the one the output folder was made with"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the one the output folder was made with"),
-    force: bool = typer.Option(False, "--force"),
-    append: bool = typer.Option(False, "--append"),
-    follow_symlinks: bool = typer.Option(False, "--follow-symlinks"),
-    retry: List[str] = typer.Option([], "--retry", help="a final status to redo (repeatable)"),
-    max_pages_per_doc: int = typer.Option(2000, "--max-pages-per-doc"),
-    max_file_bytes: int = typer.Option(512 * 1024 * 1024, "--max-file-bytes"),
+    force: Optional[bool] = _option("force", "recompute documents already in the output"),
+    append: Optional[bool] = _option("append", "allow adding to an output made with another schema/model"),
+    follow_symlinks: Optional[bool] = _option("follow_symlinks", "list files behind symlinks too"),
+    retry: List[str] = _option("retry", "a final status to redo (repeatable)"),
+    max_pages_per_doc: Optional[int] = _option("max_pages_per_doc", "later pages become page_skipped rows"),
+    max_file_bytes: Optional[int] = _option("max_file_bytes", "larger files: file_too_large"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
     from pipeline.ledger.plan import dry_run
 
+    options = _given(force=force, append=append, follow_symlinks=follow_symlinks, retry=retry,
+                     max_pages_per_doc=max_pages_per_doc, max_file_bytes=max_file_bytes)
     try:
-        summary = dry_run(inputs, out, schema, model, force=force, append=append, follow_symlinks=follow_symlinks,
-                          retry=retry, max_pages_per_doc=max_pages_per_doc, max_file_bytes=max_file_bytes)
+        summary = dry_run(inputs, out, schema_ref, model, **options)
     except (FatalError, ValueError) as exc:
         fail(exc)
     typer.echo(json.dumps(summary, indent=2))

@@ -14,14 +14,17 @@ from pipeline.render.geometry import MAX_LONGEST_EDGE_PX
 
 DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
 
-# Config field -> the `pageray extract` flag that sets it, so an error names what to change.
-FLAGS = {"inputs": "INPUT", "schema_ref": "--schema", "attn_implementation": "--attn",
-         "split_images": "--no-split", "render_timeout_s": "--render-timeout",
-         "page_time_limit_s": "--page-time-limit", "longest_edge_px": "--longest-edge"}
+
+
+def _flag(name: str) -> dict:
+    """Field metadata: the `pageray extract` flag of a field whose flag is not --field-name."""
+    return {"json_schema_extra": {"flag": name}}
 
 
 def flag(field: str) -> str:
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
+    """The flag that sets a config field (the CLI declares it, errors name it)."""
+    extra = RunConfig.model_fields[field].json_schema_extra or {}
+    return extra.get("flag") or "--" + field.replace("_", "-")
 
 
 def canonical_model(model: str) -> str:
@@ -41,9 +44,9 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    inputs: list[str] = Field(min_length=1, description="files, folders or s3:// prefixes")
+    inputs: list[str] = Field(min_length=1, description="files, folders or s3:// prefixes", **_flag("INPUT"))
     out: str = Field(description="output folder or s3:// prefix")
-    schema_ref: str = Field(description="built-in schema name or path to a YAML/JSON schema file")
+    schema_ref: str = Field(description="built-in schema name or path to a YAML/JSON schema file", **_flag("--schema"))
     model: str = DEFAULT_MODEL
     run_id: str = Field(default_factory=new_run_id)
 
@@ -52,17 +55,17 @@ class RunConfig(BaseModel):
     max_new_tokens: int = Field(512, ge=8, le=8192)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantize: Optional[Literal["4bit", "8bit"]] = None
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
-    split_images: bool = True
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field("auto", **_flag("--attn"))
+    split_images: bool = Field(True, **_flag("--no-split"))
     actors: Optional[int] = Field(None, ge=1, le=4096, description="extractor actors; default one per GPU, or 1 on CPU")
-    page_time_limit_s: Optional[float] = Field(300.0, gt=0)
+    page_time_limit_s: Optional[float] = Field(300.0, gt=0, **_flag("--page-time-limit"))
 
     # rendering limits (untrusted input)
-    longest_edge_px: int = Field(1960, ge=64, le=MAX_LONGEST_EDGE_PX)
+    longest_edge_px: int = Field(1960, ge=64, le=MAX_LONGEST_EDGE_PX, **_flag("--longest-edge"))
     max_page_pixels: int = Field(1960 * 1960, ge=64 * 64, le=MAX_LONGEST_EDGE_PX**2)
     max_pages_per_doc: int = Field(2000, ge=1)
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
-    render_timeout_s: float = Field(120.0, gt=0)
+    render_timeout_s: float = Field(120.0, gt=0, **_flag("--render-timeout"))
     render_memory_mb: int = Field(4096, ge=256)
     render_retries: int = Field(1, ge=0, le=5)
 
@@ -160,7 +163,15 @@ class RunConfig(BaseModel):
                            also_retry=frozenset(self.retry))
 
     def render_limits(self):
+        from dataclasses import fields
+
         from pipeline.render.pages import RenderLimits
 
-        return RenderLimits(longest_edge_px=self.longest_edge_px, max_page_pixels=self.max_page_pixels,
-                            max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes)
+        return RenderLimits(**{f.name: getattr(self, f.name) for f in fields(RenderLimits)})
+
+
+def default(field: str):
+    """A RunConfig field's default: each default is written once, there, and the classes that
+    take the same settings (RenderLimits, ExtractSettings) and the CLI's help read it from here."""
+    return RunConfig.model_fields[field].get_default(call_default_factory=True)
+

@@ -7,6 +7,8 @@ case renders in a child of one shared IsolatedRenderer, which must still work at
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import re
 import sys
 import time
@@ -48,7 +50,7 @@ def seeds(samples) -> Seeds:
 
 @pytest.fixture(scope="module")
 def renderer() -> IsolatedRenderer:
-    return IsolatedRenderer(LIMITS, timeout_s=TIMEOUT_S, retries=RETRIES)
+    return IsolatedRenderer(replace(LIMITS, render_timeout_s=TIMEOUT_S, render_retries=RETRIES))
 
 
 def _span(draw, size: int) -> tuple[int, int]:

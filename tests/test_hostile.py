@@ -138,7 +138,7 @@ def test_largest_pages_and_documents_stay_within_memory_bounds(tmp_path):
     """Default page limits, the corpus' biggest cases: peak RSS of the render children and the parent."""
     files = corpus_files()
     pages = 300  # of 1960 x 980 px each: 1.7 GB of pixels if the parent held the document
-    renderer = IsolatedRenderer(RenderLimits(max_pages_per_doc=pages), timeout_s=60)
+    renderer = IsolatedRenderer(RenderLimits(max_pages_per_doc=pages, render_timeout_s=60))
     parent_before, parent_peak = _rss_bytes(), 0
     counts: Counter = Counter()
     for name in ("page_200in_square.pdf", "huge_embedded_image_8000px.pdf", "pages_100000_shared_tree.pdf"):

@@ -5,6 +5,8 @@ times, so a 1 KB file asks MuPDF for 10**9 fills (about seven minutes of CPU).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 import resource
 import signal
@@ -82,7 +84,7 @@ def test_crash_hook_reaches_children_of_a_forkserver_started_before_it_was_set(m
     monkeypatch.delenv(CRASH_HOOK_ENV, raising=False)
     assert statuses(list(IsolatedRenderer(SMALL)(fast_pdf, "warm_up.pdf"))) == ["ok"] * 3  # forkserver running
     monkeypatch.setenv(CRASH_HOOK_ENV, "crash_me")
-    renderer = IsolatedRenderer(SMALL, retries=2)
+    renderer = IsolatedRenderer(replace(SMALL, render_retries=2))
 
     [row] = list(renderer(fast_pdf, "crash_me.pdf"))
     assert row["status"] == Status.RENDER_CRASH.value and row["page_index"] == 0
@@ -97,7 +99,7 @@ def test_crash_hook_reaches_children_of_a_forkserver_started_before_it_was_set(m
 def test_child_killed_mid_document_resumes_after_the_delivered_pages(fast_pdf, retries):
     # Full-size pages (9 MB each) cannot fit the pipe, so the child is still alive, blocked
     # sending page 2, when the first page reaches us.
-    renderer = IsolatedRenderer(RenderLimits(), retries=retries)
+    renderer = IsolatedRenderer(RenderLimits(render_retries=retries))
     pages = renderer(fast_pdf, "three.pdf")
     rows = [next(pages)]
     [child] = render_children()
@@ -114,7 +116,7 @@ def test_child_killed_mid_document_resumes_after_the_delivered_pages(fast_pdf, r
 
 
 def test_a_document_that_keeps_crashing_still_gets_a_row_for_every_page():
-    renderer = IsolatedRenderer(RenderLimits(max_pages_per_doc=7), retries=0)
+    renderer = IsolatedRenderer(RenderLimits(max_pages_per_doc=7, render_retries=0))
     pages = renderer(pages_pdf(*[False] * 9), "poison.pdf")
     rows = []
     for row in pages:  # each child is killed as soon as it has delivered one page
@@ -129,7 +131,7 @@ def test_a_document_that_keeps_crashing_still_gets_a_row_for_every_page():
 
 
 def test_retries_are_per_failing_page_not_per_document():
-    renderer = IsolatedRenderer(RenderLimits(), retries=1)
+    renderer = IsolatedRenderer(RenderLimits(render_retries=1))
     rows = []
     for row in renderer(pages_pdf(*[False] * 4), "twice.pdf"):
         rows.append(row)
@@ -140,7 +142,7 @@ def test_retries_are_per_failing_page_not_per_document():
 
 
 def test_after_a_timeout_the_remaining_pages_are_rows_too(fast_pdf):
-    renderer = IsolatedRenderer(SMALL, timeout_s=2)
+    renderer = IsolatedRenderer(replace(SMALL, render_timeout_s=2))
     list(renderer(fast_pdf, "warm_up.pdf"))
     rows = list(renderer(pages_pdf(False, True, False, False), "slow_second_page.pdf"))
     assert statuses(rows) == ["ok", "render_timeout", "render_timeout", "render_timeout"]
@@ -149,7 +151,7 @@ def test_after_a_timeout_the_remaining_pages_are_rows_too(fast_pdf):
 
 
 def test_timeout_keeps_the_pages_before_it_and_the_renderer_goes_on(fast_pdf):
-    renderer = IsolatedRenderer(SMALL, timeout_s=3)
+    renderer = IsolatedRenderer(replace(SMALL, render_timeout_s=3))
     list(renderer(fast_pdf, "warm_up.pdf"))  # forkserver start-up is not what is timed here
     started = time.monotonic()
     pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
@@ -168,7 +170,7 @@ def test_timeout_keeps_the_pages_before_it_and_the_renderer_goes_on(fast_pdf):
 
 
 def test_a_slow_consumer_is_not_a_render_timeout(fast_pdf):
-    renderer = IsolatedRenderer(SMALL, timeout_s=1)
+    renderer = IsolatedRenderer(replace(SMALL, render_timeout_s=1))
     rows = []
     for row in renderer(fast_pdf, "three.pdf"):
         rows.append(row)
@@ -178,7 +180,7 @@ def test_a_slow_consumer_is_not_a_render_timeout(fast_pdf):
 
 def test_a_child_nobody_waits_for_is_stopped_by_its_cpu_budget():
     # After page 1 we stop reading: the child burns CPU on page 2 with no parent timer running.
-    renderer = IsolatedRenderer(SMALL, timeout_s=1)
+    renderer = IsolatedRenderer(replace(SMALL, render_timeout_s=1))
     pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
     assert next(pages)["status"] == "ok"
     # 1 + CPU_GRACE_S CPU seconds; the wait allows for a busy machine, where CPU time is slow to accrue
@@ -192,15 +194,15 @@ def test_memory_limit_makes_a_row_and_leaves_the_parent_alone():
     parent_limit = resource.getrlimit(resource.RLIMIT_AS)
     big = RenderLimits(longest_edge_px=8192, max_page_pixels=8192 * 8192)  # a 155 MB pixmap
     data = huge_image()
-    tight = IsolatedRenderer(big, memory_mb=64)
+    tight = IsolatedRenderer(replace(big, render_memory_mb=64))
     [row] = list(tight(data, "huge.pdf"))
     assert row["status"] == Status.RENDER_MEMORY.value and row["image"] is None
     assert row["error"].startswith("render_memory_mb=64 exceeded: page 1 of 1:")
     # the limit, not the document, made the difference
-    [row] = list(IsolatedRenderer(big, memory_mb=1024)(data, "huge.pdf"))
+    [row] = list(IsolatedRenderer(replace(big, render_memory_mb=1024))(data, "huge.pdf"))
     assert (row["status"], row["image_width"], row["image_height"]) == ("ok", 6331, 8192)
     # a page that fits renders under the same 64 MB, and the parent has no limit
-    assert statuses(list(IsolatedRenderer(SMALL, memory_mb=64)(pages_pdf(False), "small.pdf"))) == ["ok"]
+    assert statuses(list(IsolatedRenderer(replace(SMALL, render_memory_mb=64))(pages_pdf(False), "small.pdf"))) == ["ok"]
     assert resource.getrlimit(resource.RLIMIT_AS) == parent_limit
     assert len(bytearray(256 * 1024 * 1024)) == 256 * 1024 * 1024
 

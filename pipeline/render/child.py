@@ -49,8 +49,8 @@ def _label_memory_failure(page: dict, memory_mb: int) -> dict:
     return page
 
 
-def main(conn, data: bytes, name: str, limits: RenderLimits, memory_mb: int, cpu_s: int, skip: int,
-           crash_on: str | None) -> None:
+def main(conn, data: bytes, name: str, limits: RenderLimits, cpu_s: int, skip: int, crash_on: str | None) -> None:
+    memory_mb = limits.render_memory_mb
     import resource
 
     import pymupdf

@@ -4,10 +4,10 @@ PyMuPDF is C code fed untrusted bytes. Each document renders in a child forked f
 forkserver, streaming its pages back over a pipe as they are drawn; the parent passes each
 page on at once, so neither side ever holds a whole document. The child runs under limits:
 
-- memory: RLIMIT_AS, `memory_mb` on top of the address space the idle child already has
+- memory: RLIMIT_AS, `render_memory_mb` on top of the address space the idle child already has
   (~380 MB of mapped libraries, most of it never resident). An allocation over it fails, and
   the page or document becomes a `render_memory` row instead of taking the node down.
-- time: the parent waits at most `timeout_s` for the child's pages (`render_timeout`). Only
+- time: the parent waits at most `render_timeout_s` for the child's pages (`render_timeout`). Only
   time spent waiting counts: a slow consumer of the pages is not the document's fault.
   RLIMIT_CPU backs this up for a child whose parent stopped watching (died or busy): it
   cannot outlive its budget by more than a few CPU seconds.
@@ -83,9 +83,9 @@ class IsolatedRenderer:
     there for tests and benchmarks.
     """
 
-    def __init__(self, limits: RenderLimits, timeout_s: float = 120.0, memory_mb: int = 4096, retries: int = 1):
-        self.limits, self.timeout_s, self.memory_mb, self.retries = limits, timeout_s, memory_mb, retries
-        self._cpu_s = math.ceil(timeout_s) + CPU_GRACE_S
+    def __init__(self, limits: RenderLimits = RenderLimits()):
+        self.limits = limits
+        self._cpu_s = math.ceil(limits.render_timeout_s) + CPU_GRACE_S
         # Read here and handed to each child: children inherit the forkserver's environment,
         # and the forkserver may have started before the variable was set.
         self._crash_on = os.environ.get(CRASH_HOOK_ENV) or None
@@ -116,7 +116,7 @@ class IsolatedRenderer:
                                         f"{progress.delivered} of {progress.page_count}", progress.waited_s)
             if progress.delivered > before:
                 attempt = 1  # the retries are per failing page, not per document
-            if failure["status"] == Status.RENDER_CRASH.value and attempt <= self.retries:
+            if failure["status"] == Status.RENDER_CRASH.value and attempt <= self.limits.render_retries:
                 attempt += 1
                 continue
             failure.update(page_index=progress.delivered, page_count=progress.page_count)
@@ -134,7 +134,7 @@ class IsolatedRenderer:
 
     def _not_rendered(self, progress: _Progress, failure: dict, failed: int) -> Iterator[dict]:
         count = progress.page_count or 0
-        why = (f"the document's render_timeout_s={self.timeout_s:g} was used up"
+        why = (f"the document's render_timeout_s={self.limits.render_timeout_s:g} was used up"
                if failure["status"] == Status.RENDER_TIMEOUT.value
                else f"{failed} pages of this document failed (max_failed_pages={MAX_FAILED_PAGES})")
         for index in range(progress.delivered, count):
@@ -148,7 +148,7 @@ class IsolatedRenderer:
         """Yield this child's pages; return None when it finished, else the failure row."""
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=render_child.main, daemon=True, args=(
-            send_conn, data, name, self.limits, self.memory_mb, self._cpu_s, progress.delivered, self._crash_on))
+            send_conn, data, name, self.limits, self._cpu_s, progress.delivered, self._crash_on))
         started = time.monotonic()
         try:
             _start(proc)
@@ -164,10 +164,10 @@ class IsolatedRenderer:
                 # Only time spent waiting on children counts against the document's timeout;
                 # the caller may hold each page as long as it likes.
                 started = time.monotonic()
-                left = self.timeout_s - progress.waited_s
+                left = self.limits.render_timeout_s - progress.waited_s
                 if left <= 0 or not recv_conn.poll(left):
                     progress.waited_s += time.monotonic() - started
-                    return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} exceeded after "
+                    return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded after "
                                          f"{progress.delivered} page(s)", progress.waited_s)
                 try:
                     msg = recv_conn.recv()
@@ -187,7 +187,7 @@ class IsolatedRenderer:
                 if kind == "done":
                     return None
                 if kind == "memory":
-                    return self._failure(Status.RENDER_MEMORY, f"render_memory_mb={self.memory_mb} exceeded; "
+                    return self._failure(Status.RENDER_MEMORY, f"render_memory_mb={self.limits.render_memory_mb} exceeded; "
                                          "the renderer was stopped", waited)
                 return self._failure(Status.RENDER_ERROR, f"renderer failed: {detail}", waited)
         finally:
@@ -200,11 +200,11 @@ class IsolatedRenderer:
         if exitcode is not None and exitcode < 0:
             sig = signal.Signals(-exitcode)
             if sig == signal.SIGXCPU:  # its CPU budget ran out while nobody was waiting for it
-                return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.timeout_s} exceeded: the "
+                return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded: the "
                                      f"renderer ran out of CPU time after {progress.delivered} page(s)", waited)
             if sig == signal.SIGKILL:  # the kernel's OOM killer or a cgroup limit
                 return self._failure(Status.RENDER_MEMORY, f"renderer killed by {sig.name} (out of memory?); "
-                                     f"render_memory_mb={self.memory_mb}", waited)
+                                     f"render_memory_mb={self.limits.render_memory_mb}", waited)
             return self._failure(Status.RENDER_CRASH, f"renderer crashed with {sig.name} after "
                                  f"{attempt} attempt(s)", waited)
         return self._failure(Status.RENDER_CRASH, f"renderer exited with code {exitcode} after "

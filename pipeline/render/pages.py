@@ -14,11 +14,11 @@ from typing import Any, Callable, Iterator
 import pymupdf
 
 from pipeline.render import images as render_images
+from pipeline.config import default
 from pipeline.datamodel import Status, page_row
 from pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
 from pipeline.render.images import ImageUnreadable, PageTooLarge
 
-MIB = 1024 * 1024
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"
 
 _EXTENSIONS = {
@@ -34,18 +34,26 @@ PageRenderer = Callable[[int], tuple[Pixels, str]]
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """Per-document rendering limits; the defaults suit Idefics2 with image splitting."""
+    """Everything that bounds the rendering of one document, as one object from the config to the
+    render child; the defaults (pipeline.config's) suit Idefics2 with image splitting. Field names
+    are the config's, so a row's error names the setting to change."""
 
-    longest_edge_px: int = 1960
-    max_page_pixels: int = 1960 * 1960
-    max_pages_per_doc: int = 2000
-    max_file_bytes: int = 512 * MIB
+    longest_edge_px: int = default("longest_edge_px")
+    max_page_pixels: int = default("max_page_pixels")
+    max_pages_per_doc: int = default("max_pages_per_doc")
+    max_file_bytes: int = default("max_file_bytes")
+    render_timeout_s: float = default("render_timeout_s")   # wall time per document (pipeline.render.isolation)
+    render_memory_mb: int = default("render_memory_mb")     # address space of a render child
+    render_retries: int = default("render_retries")         # retries of a page after a native crash
 
     def __post_init__(self) -> None:
-        for field in fields(self):
+        for field in fields(self)[:4]:
             value = getattr(self, field.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"RenderLimits.{field.name} must be an integer >= 1, got {value!r}")
+        if not self.render_timeout_s > 0 or self.render_memory_mb < 1 or self.render_retries < 0:
+            raise ValueError(f"RenderLimits: render_timeout_s > 0, render_memory_mb >= 1 and render_retries >= 0 "
+                             f"are needed, got {self}")
         if self.longest_edge_px > MAX_LONGEST_EDGE_PX:
             raise ValueError(
                 f"RenderLimits.longest_edge_px must be <= {MAX_LONGEST_EDGE_PX}, "

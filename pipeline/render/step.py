@@ -30,15 +30,14 @@ def _doc_error(status: Status, error: str, started: float) -> dict:
 class RenderDocuments:
     """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows."""
 
-    def __init__(self, run_id: str, limits: RenderLimits, timeout_s: float = 120.0, memory_mb: int = 4096,
-                 retries: int = 1, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH):
+    def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH):
         self.run_id = run_id
         self.limits = limits
         self.images_per_batch = images_per_batch
         if renderer is None:
             from pipeline.render.isolation import IsolatedRenderer
 
-            renderer = IsolatedRenderer(limits, timeout_s=timeout_s, memory_mb=memory_mb, retries=retries)
+            renderer = IsolatedRenderer(limits)
         self.renderer = renderer
 
     def __call__(self, batch: Mapping[str, Any]) -> Iterator[dict[str, list]]:
