@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from pipeline.render import child as render_child
-from pipeline.datamodel import Status, document_row, page_row
+from pipeline.datamodel import Status, page_row
 from pipeline.render.pages import RenderLimits, skipped_row
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
@@ -76,6 +76,18 @@ class _Progress:
         return self.page_count is not None and self.delivered >= self.page_count
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Why the page being rendered failed; `row` is the one place it becomes a page row."""
+    status: Status
+    error: str
+    waited_s: float
+
+    def row(self, page_index: int, page_count: int | None) -> dict:
+        return page_row(page_index=page_index, page_count=page_count, status=self.status, error=self.error,
+                        render_ms=self.waited_s * 1000.0)
+
+
 class IsolatedRenderer:
     """`renderer(data, name) -> iterator of page dicts`, each document in its own child process.
 
@@ -100,52 +112,57 @@ class IsolatedRenderer:
         with the next page. When the document's time budget is spent, or MAX_FAILED_PAGES pages
         failed, the remaining pages are rows that say so. A document is then complete in the
         output, and a scheduled run does not render (and hang on) it again."""
-        progress, failed, attempt = _Progress(), 0, 1
+        progress, failed = _Progress(), 0
+        while not progress.complete:
+            failure = yield from self._until_a_page_fails(data, name, progress)
+            if failure is None:
+                return
+            yield failure.row(progress.delivered, progress.page_count)
+            if progress.page_count is None:  # nothing was ever read: one row stands for the document
+                return
+            progress.delivered += 1
+            failed += 1
+            if not progress.complete and (failure.status is Status.RENDER_TIMEOUT or failed >= MAX_FAILED_PAGES):
+                yield from self._not_rendered(progress, failure, failed)
+                return
+
+    def _until_a_page_fails(self, data: bytes, name: str, progress: _Progress):
+        """Yield pages from children until the document ends (return None) or a page fails for
+        good (return its _Failure): a crash is retried `render_retries` times, counted per page."""
+        attempt = 1
         while True:
             before = progress.delivered
             failure = yield from self._attempt(data, name, progress, attempt)
             if progress.complete:
                 # the child crashed or hung after its last page (closing the document): a
                 # failure row would claim a page that does not exist
-                return
+                return None
             if failure is None:
                 if progress.page_count is None:
-                    return  # the document's one error row (a finished child is otherwise complete)
+                    return None  # the document's one error row (a finished child is otherwise complete)
                 # a follow-on child that ended early: it could not reopen the document
-                failure = self._failure(Status.RENDER_ERROR, f"the renderer stopped after page "
-                                        f"{progress.delivered} of {progress.page_count}", progress.waited_s)
+                return _Failure(Status.RENDER_ERROR, f"the renderer stopped after page {progress.delivered} of "
+                                f"{progress.page_count}", progress.waited_s)
             if progress.delivered > before:
                 attempt = 1  # the retries are per failing page, not per document
-            if failure["status"] == Status.RENDER_CRASH.value and attempt <= self.limits.render_retries:
-                attempt += 1
-                continue
-            failure.update(page_index=progress.delivered, page_count=progress.page_count)
-            yield failure
-            if progress.page_count is None:  # nothing was ever read: one row stands for the document
-                return
-            progress.delivered += 1
-            failed += 1
-            if progress.complete:  # it was the last page
-                return
-            if failure["status"] == Status.RENDER_TIMEOUT.value or failed >= MAX_FAILED_PAGES:
-                yield from self._not_rendered(progress, failure, failed)
-                return
-            attempt = 1
+            if failure.status is not Status.RENDER_CRASH or attempt > self.limits.render_retries:
+                return failure
+            attempt += 1
 
-    def _not_rendered(self, progress: _Progress, failure: dict, failed: int) -> Iterator[dict]:
+    def _not_rendered(self, progress: _Progress, failure: _Failure, failed: int) -> Iterator[dict]:
         count = progress.page_count or 0
         why = (f"the document's render_timeout_s={self.limits.render_timeout_s:g} was used up"
-               if failure["status"] == Status.RENDER_TIMEOUT.value
+               if failure.status is Status.RENDER_TIMEOUT
                else f"{failed} pages of this document failed (max_failed_pages={MAX_FAILED_PAGES})")
         for index in range(progress.delivered, count):
             if index >= self.limits.max_pages_per_doc:
                 yield skipped_row(index, count, self.limits)
             else:
-                yield page_row(page_index=index, page_count=count, status=failure["status"],
+                yield page_row(page_index=index, page_count=count, status=failure.status,
                                error=f"page {index + 1} of {count} not rendered: {why}", render_ms=0.0)
 
     def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
-        """Yield this child's pages; return None when it finished, else the failure row."""
+        """Yield this child's pages; return None when it finished, else why it failed."""
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=render_child.main, daemon=True, args=(
             send_conn, data, name, self.limits, self._cpu_s, progress.delivered, self._crash_on))
@@ -167,7 +184,7 @@ class IsolatedRenderer:
                 left = self.limits.render_timeout_s - progress.waited_s
                 if left <= 0 or not recv_conn.poll(left):
                     progress.waited_s += time.monotonic() - started
-                    return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded after "
+                    return _Failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded after "
                                          f"{progress.delivered} page(s)", progress.waited_s)
                 try:
                     msg = recv_conn.recv()
@@ -187,29 +204,27 @@ class IsolatedRenderer:
                 if kind == "done":
                     return None
                 if kind == "memory":
-                    return self._failure(Status.RENDER_MEMORY, f"render_memory_mb={self.limits.render_memory_mb} exceeded; "
+                    return _Failure(Status.RENDER_MEMORY, f"render_memory_mb={self.limits.render_memory_mb} exceeded; "
                                          "the renderer was stopped", waited)
-                return self._failure(Status.RENDER_ERROR, f"renderer failed: {detail}", waited)
+                return _Failure(Status.RENDER_ERROR, f"renderer failed: {detail}", waited)
         finally:
             recv_conn.close()
             if proc.is_alive():
                 proc.kill()
             proc.join(5)
 
-    def _crashed(self, exitcode: int | None, progress: _Progress, attempt: int, waited: float) -> dict:
+    def _crashed(self, exitcode: int | None, progress: _Progress, attempt: int, waited: float) -> _Failure:
         if exitcode is not None and exitcode < 0:
             sig = signal.Signals(-exitcode)
             if sig == signal.SIGXCPU:  # its CPU budget ran out while nobody was waiting for it
-                return self._failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded: the "
+                return _Failure(Status.RENDER_TIMEOUT, f"render_timeout_s={self.limits.render_timeout_s} exceeded: the "
                                      f"renderer ran out of CPU time after {progress.delivered} page(s)", waited)
             if sig == signal.SIGKILL:  # the kernel's OOM killer or a cgroup limit
-                return self._failure(Status.RENDER_MEMORY, f"renderer killed by {sig.name} (out of memory?); "
+                return _Failure(Status.RENDER_MEMORY, f"renderer killed by {sig.name} (out of memory?); "
                                      f"render_memory_mb={self.limits.render_memory_mb}", waited)
-            return self._failure(Status.RENDER_CRASH, f"renderer crashed with {sig.name} after "
+            return _Failure(Status.RENDER_CRASH, f"renderer crashed with {sig.name} after "
                                  f"{attempt} attempt(s)", waited)
-        return self._failure(Status.RENDER_CRASH, f"renderer exited with code {exitcode} after "
+        return _Failure(Status.RENDER_CRASH, f"renderer exited with code {exitcode} after "
                              f"{attempt} attempt(s)", waited)
 
-    @staticmethod
-    def _failure(status: Status, error: str, waited_s: float) -> dict:
-        return document_row(status, error, render_ms=waited_s * 1000.0)
+
