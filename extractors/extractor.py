@@ -71,9 +71,12 @@ def _model_image(image):
 
 
 class Extractor:
-    def __init__(self, spec: ModelSpec, schema: ExtractionSchema, settings: ExtractSettings = ExtractSettings()):
+    def __init__(self, spec: ModelSpec, schema: ExtractionSchema, settings: ExtractSettings = ExtractSettings(),
+                 loaded: tuple | None = None):
+        """`loaded`: (model, processor, device) already in memory, as the benchmark holds them;
+        by default `spec` is loaded (once per actor)."""
         self.spec, self.schema, self.settings = spec, schema, settings
-        self.model, self.processor, self.device = load_model(spec)
+        self.model, self.processor, self.device = loaded if loaded is not None else load_model(spec)
         self.out_schema = output_schema(arrow_type(schema))
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(schema)}]}]
         self.prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)

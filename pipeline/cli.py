@@ -163,23 +163,13 @@ def status(out: str = typer.Argument(..., help="an output folder")) -> None:
         fail(exc)
 
 
-@app.command()
-def bench(
-    model: str = typer.Option("tiny", "--model", help="tiny | random-8b (GPU) | checkpoint folder or hub id"),
-    pages: int = typer.Option(16, "--pages"),
-    new_tokens: int = typer.Option(128, "--new-tokens", help="fixed output length (EOS ignored)"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    schema: str = typer.Option("invoice", "--schema"),
-    json_out: Optional[str] = typer.Option(None, "--json", help="also write the rows as JSON"),
-) -> None:
-    """Baseline (model-card recipe) vs pageray's extractor, same device/pages/model; table printed last."""
-    from pipeline.bench.harness import bench_command
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Baseline (model-card recipe) vs pageray's extractor, same device/pages/model; table printed last.
+    `pageray bench --help` lists the options (those of benchmarks/bench_extract.py)."""
+    from pipeline.bench.cli import main as bench_main
 
-    try:
-        bench_command(json_out=json_out, echo=typer.echo, model=model, pages=pages, new_tokens=new_tokens,
-                      batch_size=batch_size, schema=schema)
-    except (FatalError, ValueError) as exc:
-        fail(exc)
+    raise typer.Exit(bench_main(ctx.args, prog="pageray bench"))
 
 
 def main() -> None:  # pragma: no cover

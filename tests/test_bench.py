@@ -3,6 +3,7 @@ FLOP / byte arithmetic of its floor against hand calculations."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -81,8 +82,12 @@ def test_options_and_table():
         BenchOptions(new_tokens=0)
     with pytest.raises(ValueError, match="random-8b"):  # refused before any work on a CPU machine
         bench_command(model="random-8b", device="cpu", log=lambda msg: None)
-    text = format_table([{"name": "x", "pages_per_s": 1.5, "gpu_busy": None, "note": "n"}])
-    assert "x" in text and "1.5" in text and "n/a" in text
+    text = format_table([{"name": "x-row", "pages_per_s": 1.5, "gpu_busy": None, "note": "a note"}])
+    header, rule, row = text.splitlines()
+    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", rule)]  # the columns, as the rule marks them
+    cells = {header[a:b].strip(): row[a:b].strip() for a, b in spans[:-1]}
+    assert (cells["config"], cells["pages/s"], cells["GPU busy"], cells["device"]) == ("x-row", "1.5", "n/a", "n/a")
+    assert row[spans[-1][0]:] == "a note"
 
 
 def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path):

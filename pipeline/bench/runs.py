@@ -12,11 +12,9 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from typing import Callable
-from unittest import mock
 
 from transformers import LogitsProcessor
 
-from extractors import extractor as extractor_module
 from extractors.extractor import ExtractSettings, Extractor
 from pipeline.bench.pages import page_batch, pil_image
 
@@ -66,13 +64,12 @@ def fixed_length(model, new_tokens: int, constrained: bool, stats: dict):
 
 
 def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> Extractor:
-    """pageray's Extractor around the already loaded model (load_model is bypassed, once)."""
-    settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
-    loaded = (bench.model, bench.pageray_processor, bench.device)
-    with mock.patch.object(extractor_module, "load_model", lambda spec: loaded):
-        from extractors.loading import ModelSpec
+    """pageray's Extractor around the already loaded model."""
+    from extractors.loading import ModelSpec
 
-        return Extractor(ModelSpec(model=bench.label), schema, settings)
+    settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
+    return Extractor(ModelSpec(model=bench.label), schema, settings,
+                     loaded=(bench.model, bench.pageray_processor, bench.device))
 
 
 def _new_stats() -> dict:
