@@ -70,7 +70,7 @@ def _model_image(image):
     return padded
 
 
-class Extractor:
+class ExtractFields:
     def __init__(self, spec: ModelSpec, schema: ExtractionSchema, settings: ExtractSettings = ExtractSettings(),
                  loaded: tuple | None = None):
         """`loaded`: (model, processor, device) already in memory, as the benchmark holds them;

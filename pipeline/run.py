@@ -18,8 +18,8 @@ from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
-from pipeline.ledger.records import claim, versions
-from pipeline.render.step import RenderDocuments
+from pipeline.ledger.records import RunState, claim, versions
+from pipeline.render.step import RenderPages
 from pipeline.ledger.commit import CommitPages
 
 
@@ -68,8 +68,8 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
         # Ray Data insists on a batch size for GPU stages; image-less rows then cost a call per
         # batch_size of them (milliseconds each), which only a file claiming huge page counts notices.
         # A fixed pool, one actor per GPU, started at once (asynchronously: work goes to the actors
-        # that are ready). An autoscaling (1, n) pool left the second node idle when the work
-        # arrived in a few large blocks.
+        # that are ready). An autoscaling (1, n) pool leaves the second node idle when the work
+        # arrives in a few large blocks.
         return {"concurrency": n, "num_gpus": 1, "batch_size": config.batch_size}
     # whole render blocks: the extractor chunks their images into batch_size model batches itself
     return {"concurrency": config.actors or 1, "num_cpus": _cpu_share(), "batch_size": None}
@@ -78,7 +78,7 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
 def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     import ray
 
-    from extractors.extractor import Extractor
+    from extractors.extractor import ExtractFields
     from schemas import arrow_type
 
     schema = config.extraction_schema()
@@ -91,9 +91,9 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
     # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
     # blocks of thousands instead of thousands of tiny blocks.
-    ds = ds.map_batches(RenderDocuments, fn_constructor_kwargs=render_kwargs, batch_size=None,
+    ds = ds.map_batches(RenderPages, fn_constructor_kwargs=render_kwargs, batch_size=None,
                         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
-    ds = ds.map_batches(Extractor, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
+    ds = ds.map_batches(ExtractFields, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
                                                           "settings": config.extract_settings()},
                         batch_format="pyarrow", **extractor_pool(config))
     ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
@@ -102,7 +102,7 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     return ds
 
 
-def run_extraction(config: RunConfig, on_progress=None) -> dict:
+def run_extraction(config: RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json)."""
     from extractors.loading import preflight
 
@@ -111,7 +111,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     folder = OutputFolder(config.out)
     claim(folder, schema, config.model, config.run_id, config.append)
     record: dict[str, Any] = {
-        "run_id": config.run_id, "state": "planning", "started_at": utc_now(),
+        "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
         "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
         "versions": versions(),
     }
@@ -123,7 +123,7 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
     try:
         with Heartbeat(folder, record) as beat:
             plan = make_plan(config, folder)
-            beat.update(state="running", plan=plan.summary())
+            beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 _init_ray()
                 dataset = build_dataset(config, plan.uri, plan.documents)
@@ -134,14 +134,14 @@ def run_extraction(config: RunConfig, on_progress=None) -> dict:
                     out_tokens += sum(t or 0 for t in cols["output_tokens"])
                     docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
                     beat.update(counts=dict(counts), pages=pages)
-            beat.update(state="compacting")
-            rewritten = drop_superseded(folder, config.run_id, plan.superseded, plan.forced, plan.scope)
+            beat.update(state=RunState.COMPACTING.value)
+            rewritten = drop_superseded(folder, config.run_id, plan.current_versions, plan.forced, plan.scope)
             beat.update(superseded_files_rewritten=rewritten,
                         duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope),
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
-        state = "succeeded"
+        state = RunState.SUCCEEDED.value
     except BaseException:
-        state = "failed"
+        state = RunState.FAILED.value
         raise
     finally:
         wall = time.monotonic() - t0

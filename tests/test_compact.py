@@ -27,10 +27,10 @@ def test_a_changed_file_killed_before_compaction_is_cleaned_up_by_the_next_run(t
     commit(out, "r2", path, [0, 1], size=10, mtime_ns=path.stat().st_mtime_ns)  # new rows; r2 then killed
     plan = plan_for(inbox, out)
     assert plan.summary()["skipped"] == 1 and plan.documents == 0
-    assert plan.superseded == {doc_id_for(str(path)): (10, path.stat().st_mtime_ns)}
-    assert drop_superseded(OutputFolder(str(out)), "r3", plan.superseded, plan.forced, SCOPE) == 1
+    assert plan.current_versions == {doc_id_for(str(path)): (10, path.stat().st_mtime_ns)}
+    assert drop_superseded(OutputFolder(str(out)), "r3", plan.current_versions, plan.forced, SCOPE) == 1
     assert [r[3] for r in rows(out)] == ["r2", "r2"]
-    assert plan_for(inbox, out).superseded == {}
+    assert plan_for(inbox, out).current_versions == {}
 
 
 def test_pages_committed_twice_keep_only_the_newest_row(tmp_path):
@@ -67,7 +67,7 @@ def test_rows_of_another_schema_neither_count_as_done_nor_get_compacted(tmp_path
     commit(out, "r1-invoice", path, [0, 1], size=10, mtime_ns=mtime, schema=OTHER)
     commit(out, "r1-invoice-old", path, [0, 1], size=10, mtime_ns=111, schema=OTHER)
     plan = plan_for(inbox, out)  # a transcribe run appending to the folder
-    assert plan.summary()["new"] == 1 and plan.documents == 1 and plan.superseded == {}
+    assert plan.summary()["new"] == 1 and plan.documents == 1 and plan.current_versions == {}
     commit(out, "r2", path, [0, 1], size=10, mtime_ns=mtime)
     folder = OutputFolder(str(out))
     doc = doc_id_for(str(path))

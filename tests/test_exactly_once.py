@@ -139,16 +139,16 @@ def test_pages_committed_twice_are_cleaned_up_by_a_run_over_another_folder(tmp_p
     plan = plan_for([elsewhere], out)
     assert plan.documents == 0
     assert plan.duplicated == {doc_id_for(str(path))}
-    assert plan.superseded == {doc_id_for(str(changed)): (20, changed_mtime)}  # the newest version stays
+    assert plan.current_versions == {doc_id_for(str(changed)): (20, changed_mtime)}  # the newest version stays
     folder = OutputFolder(str(out))
-    drop_superseded(folder, "r3", plan.superseded, plan.forced, plan.scope)
+    drop_superseded(folder, "r3", plan.current_versions, plan.forced, plan.scope)
     drop_duplicate_pages(folder, plan.duplicated, plan.scope)
     got = duckdb.sql(f"select source_uri, page_index, run_id, doc_mtime_ns from read_parquet('{out}/{DATA_DIR}/*.parquet')"
                      " order by all").fetchall()
     assert got == [(str(path), 0, "r2-forced", mtime), (str(path), 1, "r2-forced", mtime),
                    (str(changed), 0, "r2-forced", changed_mtime), (str(changed), 1, "r2-forced", changed_mtime)]
     again = plan_for([elsewhere], out)
-    assert (again.duplicated, again.superseded) == (set(), {})
+    assert (again.duplicated, again.current_versions) == (set(), {})
 
 
 # 5. smaller gaps
@@ -232,9 +232,9 @@ def test_a_change_of_state_is_in_the_run_record_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
-    from extractors.extractor import Extractor
+    from extractors.extractor import ExtractFields
     from pipeline.datamodel import output_schema
-    from pipeline.render.step import RenderDocuments
+    from pipeline.render.step import RenderPages
     from pipeline.run import run_extraction
     from schemas import arrow_type
 
@@ -257,9 +257,9 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     cfg = config()
     plan_row = {"doc_id": [doc_id_for(str(one))], "source_uri": [str(one)], "doc_size": [st.st_size],
                 "doc_mtime_ns": [st.st_mtime_ns], "kind": ["new"], "done_pages": [[]]}
-    [pages] = RenderDocuments(cfg.run_id, cfg.render_limits())(plan_row)
+    [pages] = RenderPages(cfg.run_id, cfg.render_limits())(plan_row)
     schema = cfg.extraction_schema()
-    rows = Extractor(cfg.model_spec(), schema, cfg.extract_settings())(pages)
+    rows = ExtractFields(cfg.model_spec(), schema, cfg.extract_settings())(pages)
     CommitPages(str(out), "r0", output_schema(arrow_type(schema)))(rows)
     os.rename(away, one)  # back, same size and mtime
     claim(OutputFolder(str(out)), schema, cfg.model, "r0", append=False)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from extractors.extractor import ExtractSettings, Extractor
+from extractors.extractor import ExtractSettings, ExtractFields
 from extractors.loading import ModelSpec
 from pipeline.datamodel import Status, rows_to_columns
 from pipeline.render.pages import RenderLimits, render_document
@@ -28,7 +28,7 @@ def page_batch(samples, names, run_id="r1"):
 
 @pytest.fixture(scope="module")
 def invoice_extractor(tiny_model):
-    return Extractor(ModelSpec(model=str(tiny_model)), load_schema("invoice"),
+    return ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("invoice"),
                      ExtractSettings(batch_size=2, max_new_tokens=120))
 
 
@@ -95,7 +95,7 @@ def test_out_of_memory_halves_the_batch_then_records_the_page(invoice_extractor,
 
 
 def test_page_time_limit_closes_output_validly(tiny_model, samples):
-    ex = Extractor(ModelSpec(model=str(tiny_model)), load_schema("paper"),
+    ex = ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("paper"),
                    ExtractSettings(batch_size=2, max_new_tokens=400, page_time_limit_s=1e-6))
     rows = ex(page_batch(samples, ["invoice.pdf"])).to_pylist()
     timed = [r for r in rows if r["status"] == Status.GENERATION_TIMEOUT.value]

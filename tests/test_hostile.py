@@ -18,7 +18,7 @@ import jsonschema
 import pymupdf
 import pytest
 from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf  # tests/ is on sys.path
-from extractors.extractor import ExtractSettings, Extractor
+from extractors.extractor import ExtractSettings, ExtractFields
 from extractors.loading import ModelSpec
 from pipeline.datamodel import Status, rows_to_columns
 from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
@@ -42,8 +42,8 @@ def _rss_bytes() -> int:
 
 
 @pytest.fixture(scope="module")
-def invoice_extractor(tiny_model) -> Extractor:
-    return Extractor(ModelSpec(model=str(tiny_model)), load_schema("invoice"),
+def invoice_extractor(tiny_model) -> ExtractFields:
+    return ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("invoice"),
                      ExtractSettings(batch_size=2, max_new_tokens=64))
 
 

@@ -7,13 +7,13 @@ from collections import Counter
 from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf  # tests/ is on sys.path
 
 from pipeline.render.pages import RenderLimits, iter_render
-from pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderDocuments
+from pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderPages
 
 LIMITS = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_pages_per_doc=3)
 
 
-def step(limits: RenderLimits = LIMITS) -> RenderDocuments:
-    return RenderDocuments("run-1", limits, renderer=lambda data, name: iter_render(data, name, limits))
+def step(limits: RenderLimits = LIMITS) -> RenderPages:
+    return RenderPages("run-1", limits, renderer=lambda data, name: iter_render(data, name, limits))
 
 
 def plan_batch(*paths, done_pages=None) -> dict[str, list]:
@@ -84,7 +84,7 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
         paths.append(tmp_path / f"one_{number}.pdf")
         paths[-1].write_bytes(mupdf_pdf(1))
     limits = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128)
-    renderer = RenderDocuments("run-1", limits, renderer=lambda d, n: iter_render(d, n, limits), images_per_batch=4)
+    renderer = RenderPages("run-1", limits, renderer=lambda d, n: iter_render(d, n, limits), images_per_batch=4)
     batches = list(renderer(plan_batch(*paths)))
     assert [len(b["doc_id"]) for b in batches] == [4, 1]
     assert batches[0]["doc_id"] == ["d0", "d1", "d2", "d3"]

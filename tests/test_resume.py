@@ -98,7 +98,7 @@ def test_killed_runs_resume_to_exactly_once(samples, tiny_model, tmp_path):
     # 2. resubmit; an extractor actor is killed mid-batch while it runs
     proc = start(inbox, out, tiny_model, "run2")
     assert wait_for(lambda: len(pages(out)) > len(first), 300)
-    assert kill_tagged("run2", "MapBatches(Extractor)") >= 1
+    assert kill_tagged("run2", "MapBatches(ExtractFields)") >= 1
     rc = proc.wait(600)
     if rc != 0:  # Ray may give up on the dead actor; the next submission must still finish the job
         rc = start(inbox, out, tiny_model, "run3").wait(600)

@@ -1,10 +1,10 @@
-"""GPU throughput benchmark (issue 5): the model-card baseline vs pageray's extractor, one run.
+"""GPU throughput benchmark: the model-card baseline vs pageray's extractor, one run.
 
 Same device, same pages, same model object, fixed output length. Rows:
 
   baseline               Idefics2 model card: one page per processor call and per `generate`,
                          AutoProcessor defaults (image splitting on), sdpa, unconstrained
-  pageray                extractors.extractor.Extractor.__call__: its batching, its processor
+  pageray                extractors.extractor.ExtractFields.__call__: its batching, its processor
                          settings, xgrammar-constrained decoding
   pageray-unconstrained  the same extractor with its logits processors removed
   pageray-bucketed       (opt-in probe) the extractor called once per page shape

@@ -15,7 +15,7 @@ from typing import Callable
 
 from transformers import LogitsProcessor
 
-from extractors.extractor import ExtractSettings, Extractor
+from extractors.extractor import ExtractSettings, ExtractFields
 from pipeline.bench.pages import page_batch, pil_image
 
 
@@ -63,12 +63,12 @@ def fixed_length(model, new_tokens: int, constrained: bool, stats: dict):
         del model.generate
 
 
-def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> Extractor:
-    """pageray's Extractor around the already loaded model."""
+def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> ExtractFields:
+    """pageray's ExtractFields around the already loaded model."""
     from extractors.loading import ModelSpec
 
     settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
-    return Extractor(ModelSpec(model=bench.label), schema, settings,
+    return ExtractFields(ModelSpec(model=bench.label), schema, settings,
                      loaded=(bench.model, bench.pageray_processor, bench.device))
 
 
@@ -84,9 +84,9 @@ def shape_groups(pages: list[dict]) -> list[list[dict]]:
     return list(groups.values())
 
 
-def run_pageray(extractor: Extractor, pages: list[dict], new_tokens: int, constrained: bool,
+def run_pageray(extractor: ExtractFields, pages: list[dict], new_tokens: int, constrained: bool,
                 bucketed: bool = False) -> Callable:
-    """A run over `pages` (or a subset) through Extractor.__call__; returns its stats. `bucketed`
+    """A run over `pages` (or a subset) through ExtractFields.__call__; returns its stats. `bucketed`
     calls the extractor once per page shape, so no batch pads one shape up to another."""
     def run(subset: list[dict] | None = None) -> dict:
         stats, rows = _new_stats(), []

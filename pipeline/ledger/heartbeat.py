@@ -1,8 +1,8 @@
 """The run record's heartbeat, so `pageray status` can tell a live run from a dead one.
 
-A driver can go minutes without a finished batch (loading an 8B model, a slow first page);
-rewriting the record only when a batch arrived made such a run look dead. A daemon thread
-rewrites it every few seconds instead, whatever the pipeline is doing.
+A driver can go minutes without a finished batch (loading an 8B model, a slow first page), so
+the record is not rewritten per batch but by a daemon thread every few seconds, whatever the
+pipeline is doing, and at once when the run's state changes.
 """
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ class Plan:
     shards: int = 0
     estimated_pages: int = 0
     kinds: Counter = field(default_factory=Counter)
-    # doc_id -> (size, mtime) of the version that stays; other versions' rows get dropped
-    superseded: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # doc_id -> (size, mtime) of the version that stays, for documents whose other versions' rows go
+    current_versions: dict[str, tuple[int, int]] = field(default_factory=dict)
     forced: set[str] = field(default_factory=set)
     unlisted: set[str] = field(default_factory=set)  # with --prune: documents to drop if under the inputs
     duplicated: set[str] = field(default_factory=set)  # pages with more than one row, now or after this run
@@ -102,7 +102,7 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
         # Cleanup is planned for skipped documents too: a run killed after committing a changed
         # file's new rows (or during a --force run) left old or doubled rows that must still go.
         if any(v != (doc.size, doc.mtime_ns) for v in versions):
-            plan.superseded[doc.doc_id] = (doc.size, doc.mtime_ns)
+            plan.current_versions[doc.doc_id] = (doc.size, doc.mtime_ns)
         current = versions.get((doc.size, doc.mtime_ns))
         # a redone page's old row stays until compaction keeps the newest row of each page
         if current is not None and (current.duplicated or current.retried) and kind != "forced":
@@ -128,7 +128,7 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
     if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
         plan.unlisted = index.unlisted()
     keep, duplicated = index.unlisted_cleanup()
-    plan.superseded.update(keep)
+    plan.current_versions.update(keep)
     plan.duplicated |= duplicated
     return plan
 

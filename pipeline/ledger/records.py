@@ -7,11 +7,27 @@ leaves its last heartbeat.
 """
 from __future__ import annotations
 
+import enum
 import platform
 from importlib import metadata
 
 from pipeline.errors import ConfigError
 from pipeline.ledger.folder import OutputFolder, utc_now
+
+
+class RunState(str, enum.Enum):
+    """A run's `state` in its record. The first three are live: a record in one of them that
+    its heartbeat stopped rewriting belongs to a driver that died (pipeline.ledger.status)."""
+
+    PLANNING = "planning"
+    RUNNING = "running"
+    COMPACTING = "compacting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def live(self) -> bool:
+        return self in (RunState.PLANNING, RunState.RUNNING, RunState.COMPACTING)
 
 
 def versions() -> dict[str, str]:

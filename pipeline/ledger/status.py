@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from pipeline.ledger.folder import OutputFolder
+from pipeline.ledger.records import RunState
 
 # A running driver rewrites its record every ~10 s (pipeline.ledger.heartbeat); far older means it died.
 STALE_AFTER_S = 300
@@ -11,7 +12,7 @@ STALE_AFTER_S = 300
 
 def run_state(record: dict, now: float | None = None) -> str:
     state = record.get("state", "?")
-    if state in ("running", "planning", "compacting"):
+    if state in {s.value for s in RunState if s.live}:
         age = (now or time.time()) - float(record.get("updated_unix", 0))
         if age > STALE_AFTER_S:
             return f"died? (no heartbeat for {int(age)} s)"

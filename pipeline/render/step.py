@@ -17,8 +17,8 @@ from pipeline.storage import read_bytes
 
 # A batch leaves the step once it holds `images_per_batch` page images (up to 4 x 11.5 MB: the
 # memory a render actor holds), or this many rows: a file claiming 100,000 pages yields ~98,000
-# image-less `page_skipped` rows, and flushing those a few at a time made ~25,000 tiny blocks
-# that took minutes to move. Ray Data merges what the step yields into blocks of up to ~128 MiB.
+# image-less `page_skipped` rows, and flushed a few at a time they would make ~25,000 tiny
+# blocks that take minutes to move. Ray Data merges what the step yields into blocks of up to ~128 MiB.
 IMAGES_PER_OUTPUT_BATCH = 4
 ROWS_PER_OUTPUT_BATCH = 8192
 
@@ -27,7 +27,7 @@ def _doc_error(status: Status, error: str, started: float) -> dict:
     return document_row(status, error, render_ms=(time.perf_counter() - started) * 1000.0)
 
 
-class RenderDocuments:
+class RenderPages:
     """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows."""
 
     def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH):
