@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import processes, wait_until
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 AGENT_NOT_READY = "No available agent to submit job"
@@ -100,17 +102,8 @@ class Node:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _stragglers(self) -> list[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if any(self.temp_dir.encode() + end in cmdline + b"\0" for end in (b"/", b"\0")):
-                found.append(int(entry.name))
-        return found
+        own = self.temp_dir.encode()
+        return processes(lambda cmdline: any(own + end in cmdline + b"\0" for end in (b"/", b"\0")))
 
     def log_tail(self, n: int = 3000) -> str:
         try:
@@ -181,25 +174,23 @@ class Cluster:
         return json.loads(r.stdout.strip().splitlines()[-1])
 
     def wait_for_nodes(self, count: int, timeout: float = 120) -> list[dict]:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        nodes: list[dict] = []
+
+        def enough() -> bool:
             self._check_alive()
-            nodes = self.alive_nodes()
-            if len(nodes) >= count:
-                return nodes
-            time.sleep(1)
-        raise TimeoutError(f"cluster did not reach {count} nodes in {timeout} s\n" + self.logs())
+            nodes[:] = self.alive_nodes()
+            return len(nodes) >= count
+        if not wait_until(enough, timeout, every_s=1):
+            raise TimeoutError(f"cluster did not reach {count} nodes in {timeout} s\n" + self.logs())
+        return nodes
 
     def wait_for_job_server(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def answers() -> bool:
             self._check_alive()
-            r = subprocess.run([str(BIN / "ray"), "job", "list", "--address", self.dashboard_address],
-                               env=self.env, capture_output=True)
-            if r.returncode == 0:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"job server did not come up in {timeout} s\n" + self.logs())
+            return subprocess.run([str(BIN / "ray"), "job", "list", "--address", self.dashboard_address],
+                                  env=self.env, capture_output=True).returncode == 0
+        if not wait_until(answers, timeout, every_s=2):
+            raise TimeoutError(f"job server did not come up in {timeout} s\n" + self.logs())
 
     def _check_alive(self) -> None:
         dead = [n for n in self.nodes if not n.alive()]

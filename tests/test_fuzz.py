@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pipeline.datamodel import Status
 from pipeline.render.isolation import IsolatedRenderer
 from pipeline.render.pages import RenderLimits
-from test_isolation import render_children  # tests/ is on sys.path (rootdir conftest)
+from processes import render_children
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the renderer's limits are Linux behaviour")
 

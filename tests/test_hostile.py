@@ -17,7 +17,7 @@ import duckdb
 import jsonschema
 import pymupdf
 import pytest
-from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf  # tests/ is on sys.path
+from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf
 from extractors.extractor import ExtractSettings, ExtractFields
 from extractors.loading import ModelSpec
 from pipeline.datamodel import Status, rows_to_columns

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pymupdf
 import pytest
-from corpus import huge_image, raw_pdf, stream  # tests/ is on sys.path (rootdir conftest)
+from corpus import huge_image, raw_pdf, stream
+from processes import render_children, wait_until
 from pipeline.datamodel import Status
 from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
 from pipeline.render.pages import RenderLimits
@@ -46,29 +47,6 @@ def pages_pdf(*slow: bool, depth: int = 9) -> bytes:
                                   b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
                                   b"/Resources << /XObject << /Fx %d 0 R >> >>" % (first_form + level + 1)))
     return raw_pdf(objects)
-
-
-def render_children() -> list[int]:
-    """Pids of live render children: the children of this process's forkserver."""
-    def parent_of(pid: str) -> int | None:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat[stat.rindex(")") + 2:].split()
-        return None if fields[0] == "Z" else int(fields[1])
-
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    servers = {int(p) for p in pids if parent_of(p) == os.getpid()
-               and b"multiprocessing.forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()}
-    return [int(p) for p in pids if parent_of(p) in servers]
-
-
-def wait_until(condition, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def statuses(rows: list[dict]) -> list[str]:
@@ -184,7 +162,7 @@ def test_a_child_nobody_waits_for_is_stopped_by_its_cpu_budget():
     pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
     assert next(pages)["status"] == "ok"
     # 1 + CPU_GRACE_S CPU seconds; the wait allows for a busy machine, where CPU time is slow to accrue
-    wait_until(lambda: render_children() == [], timeout_s=60)
+    assert wait_until(lambda: render_children() == [], timeout_s=60), "render children outlived their document"
     [row] = list(pages)  # SIGXCPU, so the kernel's limit (not the parent) stopped it
     assert (row["status"], row["page_index"]) == ("render_timeout", 1)
     assert row["error"] == "render_timeout_s=1 exceeded: the renderer ran out of CPU time after 1 page(s)"

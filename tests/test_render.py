@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pymupdf
 import pytest
-from corpus import CLAIMED_PAGES, broken_middle_page, build_corpus  # tests/ is on sys.path (rootdir conftest)
+from corpus import CLAIMED_PAGES, broken_middle_page, build_corpus
 from pipeline.datamodel import PAGE_COLUMNS, Status
 from pipeline.render.geometry import pixel_size, render_scale
 from pipeline.render.pages import RenderLimits, detect_format, iter_render, render_document

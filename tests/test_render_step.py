@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf  # tests/ is on sys.path
+from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf
 
 from pipeline.render.pages import RenderLimits, iter_render
 from pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderPages

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from processes import processes, wait_until
 
 
 pytestmark = pytest.mark.slow
@@ -44,18 +45,8 @@ def start(inbox: Path, out: Path, model: Path, tag: str) -> subprocess.Popen:
 
 def tagged(tag: str, title: str = "") -> list[int]:
     """PIDs whose environment carries TAG=tag (and whose command line contains `title`)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if f"{TAG}={tag}".encode() in environ and title in cmdline:
-            found.append(int(entry.name))
-    return found
+    return processes(lambda cmdline: title.encode() in cmdline.replace(b"\0", b" "),
+                     lambda environ: f"{TAG}={tag}".encode() in environ)
 
 
 def kill_tagged(tag: str, title: str = "") -> int:
@@ -66,15 +57,6 @@ def kill_tagged(tag: str, title: str = "") -> int:
         except ProcessLookupError:
             pass
     return len(pids)
-
-
-def wait_for(cond, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def run_record(out: Path, run_id: str) -> dict:
@@ -88,7 +70,7 @@ def test_killed_runs_resume_to_exactly_once(samples, tiny_model, tmp_path):
 
     # 1. the driver (and its whole local Ray) dies with SIGKILL after some pages are committed
     proc = start(inbox, out, tiny_model, "run1")
-    assert wait_for(lambda: len(parts(out)) >= 1, 300), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
+    assert wait_until(lambda: len(parts(out)) >= 1, 300, every_s=0.5), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     kill_tagged("run1")  # Ray's own processes left the driver's process group
@@ -97,7 +79,7 @@ def test_killed_runs_resume_to_exactly_once(samples, tiny_model, tmp_path):
 
     # 2. resubmit; an extractor actor is killed mid-batch while it runs
     proc = start(inbox, out, tiny_model, "run2")
-    assert wait_for(lambda: len(pages(out)) > len(first), 300)
+    assert wait_until(lambda: len(pages(out)) > len(first), 300, every_s=0.5)
     assert kill_tagged("run2", "MapBatches(ExtractFields)") >= 1
     rc = proc.wait(600)
     if rc != 0:  # Ray may give up on the dead actor; the next submission must still finish the job
