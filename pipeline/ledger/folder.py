@@ -107,8 +107,8 @@ class OutputFolder:
         write(tmp)
         self.fs.move(tmp, path)
 
-    def write_parquet(self, path: str, table: pa.Table) -> None:
-        self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd"))
+    def write_parquet(self, path: str, table: pa.Table, **options) -> None:
+        self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd", **options))
 
     def write_part(self, run_id: str, table: pa.Table) -> str:
         """Commit `table` as one part file; return its name."""

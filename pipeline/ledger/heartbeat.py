@@ -34,13 +34,13 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
+            # written under the lock: a beat's older snapshot must not land after a state change
             with self._lock:
-                snapshot = dict(self.record)
-            try:
-                self.folder.write_run(snapshot)
-                self.beats += 1
-            except Exception:  # noqa: BLE001 - a missed beat must not end the run; the final write reports
-                pass
+                try:
+                    self.folder.write_run(dict(self.record))
+                    self.beats += 1
+                except Exception:  # noqa: BLE001 - a missed beat must not end the run; the final write reports
+                    pass
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

@@ -2,7 +2,9 @@
 
 Each listed document is compared with what the output already holds (`pipeline.ledger.index`):
 new, changed (same location, other size/mtime), resumed (same version, some pages committed
-by a run that was killed), skipped (complete), or forced. The listing is consumed as a stream
+by a run that was killed), retried (some rows are not final: pipeline.ledger.retry), skipped
+(complete), or forced. What killed runs left behind is planned for cleanup in every document
+of the scope, listed or not. The listing is consumed as a stream
 and written in shards, so the driver's memory does not grow with the corpus.
 """
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
 from pipeline.ledger.index import DocVersion, Scope, load_index
@@ -84,8 +85,7 @@ def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bo
 
 def _write_shard(folder: OutputFolder, run_id: str, plan: Plan, rows: list[tuple]) -> None:
     table = pa.table(dict(zip(PLAN_SCHEMA.names, zip(*rows))), schema=PLAN_SCHEMA)
-    folder.fs.create_dir(folder.plan_path(run_id), recursive=True)
-    pq.write_table(table, folder.shard_path(run_id, plan.shards), filesystem=folder.fs, row_group_size=DOCS_PER_BLOCK)
+    folder.write_parquet(folder.shard_path(run_id, plan.shards), table, row_group_size=DOCS_PER_BLOCK)
 
 
 def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None) -> Plan:
