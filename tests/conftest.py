@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,40 @@ def samples(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One in-process local Ray for the pipeline tests (starting Ray costs ~10 s)."""
+    """One in-process local Ray for the pipeline tests (starting Ray costs ~10 s). Its workers,
+    and only they, carry the render crash hook: a document named like CRASH_NAME aborts its
+    render child (tests/test_hostile.py), wherever else this process renders."""
     import ray
 
+    from corpus import CRASH_NAME
+    from pipeline.render.isolation import CRASH_HOOK_ENV
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                       CRASH_HOOK_ENV: CRASH_NAME}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture()
+def s3_bucket(monkeypatch):
+    """moto's S3 server on 127.0.0.1 (no Ray), with the AWS variables pointing at it."""
+    import boto3
+    from clusters import free_port
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    # moto keeps its buckets in this process's memory, shared by every server it starts: start empty
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="docs")
+    try:
+        yield client
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ from PIL import Image
 
 OK, ERROR, ENCRYPTED, EMPTY, TOO_LARGE = "ok", "render_error", "encrypted", "empty_document", "page_too_large"
 CLAIMED_PAGES = 100_000
+CRASH_NAME = "crash_me"  # a document named so aborts its render child where the crash hook is set
 
 
 def raw_pdf(objects: list[bytes], xref_size: int | None = None) -> bytes:

@@ -278,6 +278,6 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     third = run_extraction(config())
     assert (third["plan"]["skipped"], third["pages"]) == (2, 0)
     # plan shards are Parquet too, but no glob over the whole output picks them up as pages
-    assert duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet')").fetchone() == (3,)
+    assert duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet')").fetchall() == [(3,)]
     records = {r["run_id"]: r["state"] for r in OutputFolder(str(out)).runs()}
     assert set(records.values()) == {"succeeded"}

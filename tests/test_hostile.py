@@ -17,20 +17,14 @@ import duckdb
 import jsonschema
 import pymupdf
 import pytest
-from corpus import CLAIMED_PAGES, build_corpus, corpus_files, mupdf_pdf
+from corpus import CLAIMED_PAGES, CRASH_NAME, build_corpus, corpus_files, mupdf_pdf
 from extractors.extractor import ExtractSettings, ExtractFields
 from extractors.loading import ModelSpec
 from pipeline.datamodel import Status, rows_to_columns
-from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
+from pipeline.render.isolation import IsolatedRenderer
 from pipeline.render.pages import RenderLimits, render_document
 from schemas import generation_schema, load_schema
 
-CRASH_NAME = "crash_me"
-# Ray workers inherit the environment of the raylet, which the session's `ray_local` fixture
-# starts for whichever test needs it first (and pipeline.run._init_ray, which forwards PAGERAY_*
-# variables, does nothing once Ray is up). Set while this module is collected, before any test
-# runs, the hook reaches every worker. It only fires for file names containing "crash_me".
-os.environ[CRASH_HOOK_ENV] = CRASH_NAME
 
 GIB = 1024**3
 MIB = 1024**2

@@ -136,28 +136,6 @@ def test_skipped_files_are_logged_by_default(tmp_path, caplog):
     assert "leak.pdf" in caplog.text and "--follow-symlinks" in caplog.text
 
 
-@pytest.fixture()
-def s3_bucket(monkeypatch):
-    """moto's S3 server on 127.0.0.1 (no Ray), with the AWS variables pointing at it."""
-    import boto3
-    from clusters import free_port
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket="docs")
-    try:
-        yield client
-    finally:
-        server.stop()
-
-
 def test_s3_prefixes_are_walked_level_by_level(s3_bucket):
     keys = ["in/b.pdf", "in/a.PDF", "in/notes.txt", "in/2025/x.png", "in/2025/deep/y.tif", "in/2024/z.pdf",
             "other/q.pdf"]
