@@ -62,6 +62,7 @@ def extract(
     run_id: Optional[str] = typer.Option(None, "--run-id"),
     force: Optional[bool] = _option("force", "recompute documents already in the output"),
     prune: Optional[bool] = _option("prune", "drop rows of documents under INPUTS no longer listed"),
+    wait: Optional[bool] = _option("wait", "wait for a live run on the same output instead of refusing"),
     append: Optional[bool] = _option("append", "allow adding to an output made with another schema/model"),
     follow_symlinks: Optional[bool] = _option("follow_symlinks", "list files behind symlinks too"),
     max_pages_per_doc: Optional[int] = _option("max_pages_per_doc", "later pages become page_skipped rows"),

@@ -72,6 +72,7 @@ class RunConfig(BaseModel):
     # run behaviour
     retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.ledger.retry)")
     force: bool = False
+    wait: bool = False  # wait for a live run on the same output instead of refusing (pipeline.ledger.lease)
     prune: bool = False  # drop documents under the inputs that are no longer listed
     append: bool = False
     follow_symlinks: bool = False

@@ -3,7 +3,8 @@
 Fatal (raise one of the classes below, the run stops before or without writing more):
   - the configuration or the schema is wrong (ConfigError, schemas.SchemaError),
   - the model will not load (ModelLoadError),
-  - the output storage cannot be reached or would be corrupted (StorageError).
+  - the output storage cannot be reached or would be corrupted (StorageError),
+  - another live run holds the output folder (OutputBusy).
 Everything a single document or page can cause (corrupt bytes, encryption, a renderer crash,
 a timeout, an out-of-memory at batch size 1, an unparseable generation) becomes a row with a
 `pipeline.datamodel.Status` and an error message, and the run goes on.
@@ -25,6 +26,10 @@ class ModelLoadError(FatalError):
 
 class StorageError(FatalError):
     """The input or output location is unreachable, or output would be mixed up."""
+
+
+class OutputBusy(FatalError):
+    """Another live run holds the output folder's lease (pipeline.ledger.lease); --wait waits."""
 
 
 def describe(exc: BaseException, limit: int = 2000) -> str:

@@ -16,6 +16,7 @@ from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
 from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pipeline.ledger.heartbeat import Heartbeat
+from pipeline.ledger.lease import Lease
 from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
 from pipeline.ledger.records import RunState, claim, versions
@@ -103,25 +104,36 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
 
 
 def run_extraction(config: RunConfig) -> dict:
-    """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json)."""
+    """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
+    holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
     from extractors.loading import preflight
 
     schema = config.extraction_schema()
     preflight(config.model_spec())
     folder = OutputFolder(config.out)
-    claim(folder, schema, config.model, config.run_id, config.append)
-    record: dict[str, Any] = {
-        "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
-        "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
-        "versions": versions(),
-    }
-    folder.write_run(record)
+    lease = Lease(folder, config.run_id)
+    lease.acquire(wait=config.wait)
+    try:
+        claim(folder, schema, config.model, config.run_id, config.append)
+        record: dict[str, Any] = {
+            "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
+            "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
+            "versions": versions(),
+        }
+        folder.write_run(record)
+        _run(config, folder, lease, record)
+    finally:
+        lease.release()
+    return record
+
+
+def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
     t0 = time.monotonic()
     counts: Counter = Counter()
     docs_failed: set[str] = set()
     pages = out_tokens = 0
     try:
-        with Heartbeat(folder, record) as beat:
+        with Heartbeat(folder, record, lease=lease) as beat:
             plan = make_plan(config, folder)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
@@ -134,6 +146,8 @@ def run_extraction(config: RunConfig) -> dict:
                     out_tokens += sum(t or 0 for t in cols["output_tokens"])
                     docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
                     beat.update(counts=dict(counts), pages=pages)
+                    beat.check_lease()
+            beat.check_lease()  # compaction rewrites files another holder may be reading
             beat.update(state=RunState.COMPACTING.value)
             rewritten = drop_superseded(folder, config.run_id, plan.current_versions, plan.forced, plan.scope)
             beat.update(superseded_files_rewritten=rewritten,
@@ -149,4 +163,3 @@ def run_extraction(config: RunConfig) -> dict:
                       documents_with_errors=len(docs_failed), output_tokens=out_tokens,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
         folder.write_run(record)
-    return record

@@ -51,13 +51,28 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def _s3_settings() -> tuple[str | None, str]:
+    """(endpoint URL or None, region): the one reading of the S3 environment."""
+    endpoint = os.environ.get("PAGERAY_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return endpoint, region
+
+
+def s3_client():
+    """A boto3 S3 client with the same endpoint and region as `filesystem`: for what pyarrow's S3
+    filesystem does not offer (conditional writes)."""
+    import boto3
+
+    endpoint, region = _s3_settings()
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it, for a local path or a URI."""
     if not is_remote(uri):
         return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).expanduser().resolve())
     if uri.startswith("s3://"):
-        endpoint = os.environ.get("PAGERAY_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        endpoint, region = _s3_settings()
         kwargs = {"region": region}
         if endpoint:
             scheme, _, rest = endpoint.partition("://")

@@ -31,6 +31,7 @@ from pipeline.storage import filesystem, is_remote, join
 DATA_DIR = "data"
 RUNS_DIR = "_runs"
 MANIFEST = "_pageray.json"
+LEASE_DIR = "_lease"  # OUT/_lease/<generation>.json: which run holds the folder (pipeline.ledger.lease)
 PLAN_SUFFIX = "plan"
 _PART = re.compile(r"part-(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]*)-[0-9a-f]{20}\.parquet")
 
@@ -118,6 +119,33 @@ class OutputFolder:
 
     def delete(self, path: str) -> None:
         self.fs.delete_file(path)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Write `path` only if it does not exist yet, atomically against every other writer;
+        False if it exists. Locally O_EXCL; on S3 a conditional PUT (If-None-Match: *)."""
+        if is_remote(self.uri):
+            from botocore.exceptions import ClientError
+
+            from pipeline.storage import s3_client
+
+            bucket, _, key = path.partition("/")
+            try:
+                s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise StorageError(f"cannot write {path}: {exc}") from exc
+            return True
+        import os
+
+        self.fs.create_dir(path.rpartition("/")[0], recursive=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
 
     def read_json(self, rel: str) -> dict | None:
         path = f"{self.path}/{rel}"

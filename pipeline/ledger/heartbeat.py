@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from pipeline.errors import StorageError
 from pipeline.ledger.folder import OutputFolder
 
 BEAT_S = 10.0  # pipeline.ledger.status.STALE_AFTER_S allows many missed beats
@@ -18,9 +19,10 @@ class Heartbeat:
     """`with Heartbeat(folder, record) as beat:` ... `beat.update(pages=n)`; the record dict is
     shared, and written by the thread while the block runs."""
 
-    def __init__(self, folder: OutputFolder, record: dict[str, Any], every_s: float = BEAT_S):
-        self.folder, self.record, self.every_s = folder, record, every_s
+    def __init__(self, folder: OutputFolder, record: dict[str, Any], every_s: float = BEAT_S, lease=None):
+        self.folder, self.record, self.every_s, self.lease = folder, record, every_s, lease
         self.beats = 0
+        self.lost = False  # another run took the lease over: this one must stop
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pageray-heartbeat", daemon=True)
@@ -39,8 +41,17 @@ class Heartbeat:
                 try:
                     self.folder.write_run(dict(self.record))
                     self.beats += 1
+                    if self.lease is not None and not self.lease.renew():
+                        self.lost = True
                 except Exception:  # noqa: BLE001 - a missed beat must not end the run; the final write reports
                     pass
+
+    def check_lease(self) -> None:
+        """Raise if the lease was lost: committing more would duplicate the new holder's work."""
+        if self.lost:
+            raise StorageError(f"run {self.record.get('run_id')} lost its lease on {self.folder.uri} (no heartbeat "
+                               "for longer than the lease timeout, so another run took the folder over); it "
+                               "stops here, and the pages it committed stay")
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
