@@ -11,17 +11,17 @@ import sys
 from datetime import datetime, timezone
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.config import DEFAULT_MODEL
 from pipeline.datamodel import output_schema
+from pipeline.ledger.folder import OutputFolder
 from pipeline.storage import doc_id_for
 from schemas import arrow_type, load_schema
 
 ROWS_PER_FILE = 100_000
 
 
-def write_part(out: str, number: int, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple) -> None:
+def write_part(out: str, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple) -> None:
     n = len(docs)
     uris, sizes, mtimes = zip(*docs)
     columns = {"doc_id": [doc_id_for(u) for u in uris], "source_uri": list(uris), "doc_size": list(sizes),
@@ -29,8 +29,7 @@ def write_part(out: str, number: int, docs: list[tuple[str, int, int]], schema: 
                "status": ["ok"] * n, "schema_id": [ids[0]] * n, "model_id": [ids[1]] * n,
                "run_id": ["filled"] * n, "created_at": [datetime.now(timezone.utc)] * n}
     arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), f"{out}/data/part-filled-{number:05d}.parquet",
-                   compression="zstd")
+    OutputFolder(out).write_part("filled", pa.Table.from_arrays(arrays, schema=schema))
 
 
 def main(inbox: str, out: str) -> None:
@@ -38,17 +37,17 @@ def main(inbox: str, out: str) -> None:
     schema = output_schema(arrow_type(transcribe))
     ids = (transcribe.id, DEFAULT_MODEL)
     os.makedirs(f"{out}/data", exist_ok=True)
-    docs, number = [], 0
+    docs = []
     for folder, _, names in sorted(os.walk(os.path.abspath(inbox))):
         for name in sorted(names):
             path = os.path.join(folder, name)
             st = os.stat(path)
             docs.append((path, st.st_size, st.st_mtime_ns))
             if len(docs) == ROWS_PER_FILE:
-                write_part(out, number, docs, schema, ids)
-                docs, number = [], number + 1
+                write_part(out, docs, schema, ids)
+                docs = []
     if docs:
-        write_part(out, number, docs, schema, ids)
+        write_part(out, docs, schema, ids)
 
 
 if __name__ == "__main__":
