@@ -27,9 +27,11 @@ def print_summary(record: dict) -> None:
     counts = record.get("counts", {})
     plan = record.get("plan", {})
     typer.echo(f"run {record['run_id']}: {record['state']} in {record.get('wall_s')} s")
-    typer.echo(f"  documents: new {plan.get('new', 0)}, changed {plan.get('changed', 0)}, resumed "
-               f"{plan.get('resumed', 0)}, forced {plan.get('forced', 0)}, skipped {plan.get('skipped', 0)}; "
-               f"with errors {record.get('documents_with_errors', 0)}")
+    kinds = ", ".join(f"{kind} {plan.get(kind, 0)}" for kind in ("new", "changed", "resumed", "retried", "forced",
+                                                                  "skipped"))
+    typer.echo(f"  documents: {kinds}; with errors {record.get('documents_with_errors', 0)}")
+    if plan.get("passed_over"):
+        typer.echo(f"  passed over by the listing: {json.dumps(plan['passed_over'], sort_keys=True)}")
     typer.echo(f"  pages: {record.get('pages', 0)}  by status: {json.dumps(counts, sort_keys=True)}")
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
 
