@@ -21,6 +21,7 @@ from pipeline.config import RunConfig
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.plan import make_plan
 from pipeline.ledger.folder import DATA_DIR, OutputFolder
+from pipeline.ledger.index import Scope
 from pipeline.ledger.records import check_claim, claim
 from pipeline.storage import doc_id_for
 from pipeline.ledger.commit import CommitPages
@@ -193,9 +194,16 @@ def test_a_model_folder_is_one_model_however_it_is_written(tiny_model, tmp_path)
              for m in (str(tiny_model), str(tiny_model) + "/", str(link), str(link) + "/")}
     assert names == {str(tiny_model.resolve())}
     assert RunConfig.build(inputs=["x"], out="o", schema_ref="invoice", model="org/some-model").model == "org/some-model"
-    folder = OutputFolder(str(tmp_path / "out"))
-    claim(folder, load_schema("invoice"), str(tiny_model) + "/", "r1", append=False)  # as an older run wrote it
-    check_claim(folder, load_schema("invoice"), str(tiny_model.resolve()), append=False)  # not "another model"
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    inbox.mkdir()
+    path, mtime = document(inbox, "a.pdf", 10)
+    folder = OutputFolder(str(out))
+    written = str(tiny_model) + "/"  # as an older run wrote the model, and its rows carry it
+    claim(folder, load_schema("transcribe"), written, "r1", append=False)
+    commit(out, "r1", path, [0, 1], size=10, mtime_ns=mtime, scope=Scope(SCOPE.schema_id, written))
+    check_claim(folder, load_schema("transcribe"), str(tiny_model.resolve()), append=False)  # not "another model"
+    plan = plan_for([inbox], out, model=str(tiny_model))
+    assert plan.summary()["skipped"] == 1  # its rows count, and are compacted with this run's
 
 
 def test_plan_refuses_an_edited_schema_file_as_extract_would(tiny_model, tmp_path):

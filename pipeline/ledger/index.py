@@ -31,12 +31,24 @@ class Scope:
     holds several; one schema's rows neither satisfy nor get compacted away by another's."""
     schema_id: str
     model_id: str
+    # other spellings of the same local model folder that earlier rows carry ("/models/x/")
+    model_aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, schema_id: str, model: str, manifest: dict | None) -> "Scope":
+        """The scope of a run with this (canonical) model in a folder made with `manifest`."""
+        from pipeline.config import canonical_model
+
+        made = (manifest or {}).get("model")
+        same = made and made != model and canonical_model(made) == model
+        return cls(schema_id, model, (made,) if same else ())
 
     def expression(self) -> pc.Expression:
-        return (pc.field("schema_id") == self.schema_id) & (pc.field("model_id") == self.model_id)
+        return (pc.field("schema_id") == self.schema_id) & pc.field("model_id").isin([self.model_id, *self.model_aliases])
 
     def mask(self, table) -> list[bool]:
-        return [s == self.schema_id and m == self.model_id
+        models = {self.model_id, *self.model_aliases}
+        return [s == self.schema_id and m in models
                 for s, m in zip(table.column("schema_id").to_pylist(), table.column("model_id").to_pylist())]
 
 

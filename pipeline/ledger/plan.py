@@ -92,7 +92,7 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
     """Classify every listed document against the output's rows of `scope` (default: this
     config's schema and model) and write the plan shards."""
     plan = Plan(uri=folder.plan_uri(config.run_id), path=folder.plan_path(config.run_id))
-    plan.scope = scope or Scope(config.extraction_schema().id, config.model)
+    plan.scope = scope or Scope.of(config.extraction_schema().id, config.model, folder.manifest())
     index = load_index(folder, plan.scope, config.retry_policy())
     buf: list[tuple] = []
     for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks, on_skip=plan.pass_over):
@@ -146,7 +146,7 @@ def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: s
     folder = OutputFolder(config.out)
     check_claim(folder, config.extraction_schema() if schema_ref else None, config.model, config.append)
     schema_id = (None if schema_ref else made.get("schema_id")) or config.extraction_schema().id
-    summary = make_plan(config, folder, write=False, scope=Scope(schema_id, config.model)).summary()
+    summary = make_plan(config, folder, write=False, scope=Scope.of(schema_id, config.model, made)).summary()
     summary.pop("uri")
     summary.update(shard_size=SHARD_DOCS, counted_against={"schema_id": schema_id, "model": config.model})
     return summary
