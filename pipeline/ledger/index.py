@@ -155,6 +155,7 @@ def load_index(folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = 
     if not table.num_rows:
         return OutputIndex()
     settled = (policy or RetryPolicy()).settled(table)
+    table = table.drop_columns(["status"])  # decided: not carried through the sort
     # Sorted, each document version is a run of rows: aggregated with numpy, which costs about
     # half the peak memory of Arrow's hash group-by with count_distinct.
     for name in ("doc_size", "doc_mtime_ns"):  # a missing size/mtime is version (0, 0), as listed
