@@ -1,8 +1,8 @@
 """The driver: plan the documents, then stream them through Ray Data to Parquet.
 
-list inputs -> render (CPU tasks, isolated) -> Extractor actors (one per GPU, or N on CPU)
--> commit Parquet. The driver holds neither document bytes nor the whole listing: the plan is
-streamed to Parquet shards that Ray Data reads back.
+take the output's lease -> plan -> RenderPages (CPU actors, isolated) -> ExtractFields actors (one
+per GPU, or N on CPU) -> CommitPages -> compact. The driver holds neither document bytes nor the
+whole listing: the plan is streamed to Parquet shards that Ray Data reads back.
 """
 from __future__ import annotations
 
