@@ -134,7 +134,9 @@ class OutputFolder:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                     return False
-                raise StorageError(f"cannot write {path}: {exc}") from exc
+                raise StorageError(f"cannot write s3://{path}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - no credentials, no endpoint: a storage problem
+                raise StorageError(f"cannot write s3://{path}: {exc}") from exc
             return True
         import os
 

@@ -48,7 +48,10 @@ class Lease:
         return f"{self._dir}/{generation:012d}.json"
 
     def _newest(self) -> tuple[int, pafs.FileInfo] | None:
-        infos = self.folder.fs.get_file_info(pafs.FileSelector(self._dir, allow_not_found=True))
+        try:
+            infos = self.folder.fs.get_file_info(pafs.FileSelector(self._dir, allow_not_found=True))
+        except OSError as exc:
+            raise StorageError(f"cannot read the lease of {self.folder.uri}: {exc}") from exc
         numbered = [(int(i.base_name[:-5]), i) for i in infos
                     if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit()]
         return max(numbered, key=lambda n: n[0], default=None)
