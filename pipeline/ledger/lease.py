@@ -44,17 +44,23 @@ class Lease:
     def _dir(self) -> str:
         return f"{self.folder.path}/{LEASE_DIR}"
 
-    def _path(self, generation: int) -> str:
-        return f"{self._dir}/{generation:012d}.json"
+    @staticmethod
+    def _name(generation: int) -> str:
+        return f"{LEASE_DIR}/{generation:012d}.json"
 
-    def _newest(self) -> tuple[int, pafs.FileInfo] | None:
+    def _path(self, generation: int) -> str:
+        return f"{self.folder.path}/{self._name(generation)}"
+
+    def _generations(self) -> list[tuple[int, pafs.FileInfo]]:
         try:
             infos = self.folder.fs.get_file_info(pafs.FileSelector(self._dir, allow_not_found=True))
         except OSError as exc:
             raise StorageError(f"cannot read the lease of {self.folder.uri}: {exc}") from exc
-        numbered = [(int(i.base_name[:-5]), i) for i in infos
-                    if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit()]
-        return max(numbered, key=lambda n: n[0], default=None)
+        return [(int(i.base_name[:-5]), i) for i in infos
+                if i.type == pafs.FileType.File and i.base_name.endswith(".json") and i.base_name[:-5].isdigit()]
+
+    def _newest(self) -> tuple[int, pafs.FileInfo] | None:
+        return max(self._generations(), key=lambda n: n[0], default=None)
 
     def _holder(self, info: pafs.FileInfo) -> dict:
         try:
@@ -86,7 +92,7 @@ class Lease:
                     time.sleep(WAIT_POLL_S)
                     continue
                 generation = number + 1  # its holder died: take it over
-            if self.folder.create_exclusive(self._path(generation), self._encoded()):
+            if self.folder.create_exclusive(self._path(generation), json.dumps(self._content()).encode("utf-8")):
                 self.generation = generation
                 self._drop_older()
                 return
@@ -106,14 +112,12 @@ class Lease:
             return False  # alive, someone else's
         return False
 
-    def _encoded(self) -> bytes:
-        return json.dumps({**self._body, "renewed_at": utc_now()}).encode("utf-8")
+    def _content(self) -> dict:
+        return {**self._body, "renewed_at": utc_now()}
 
     def _drop_older(self) -> None:
-        infos = self.folder.fs.get_file_info(pafs.FileSelector(self._dir, allow_not_found=True))
-        for info in infos:
-            stem = info.base_name[:-5]
-            if stem.isdigit() and int(stem) < (self.generation or 0):
+        for number, info in self._generations():
+            if number < (self.generation or 0):
                 try:
                     self.folder.delete(info.path)
                 except OSError:
@@ -128,8 +132,7 @@ class Lease:
         if self.generation is None or not self.held():
             return False
         try:
-            self.folder.write_json(f"{LEASE_DIR}/{self.generation:012d}.json",
-                                   {**self._body, "renewed_at": utc_now()})
+            self.folder.write_json(self._name(self.generation), self._content())
         except StorageError:
             return True  # a missed renewal is not a lost lease; the next beat tries again
         return True
