@@ -1,10 +1,14 @@
-"""Schema-constrained decoding: xgrammar masks plus a forced, shortest valid ending.
+"""Schema-constrained decoding, host side: xgrammar masks plus a forced, shortest valid ending.
 
 Each row has a grammar matcher. While a row has budget, the model chooses among the tokens
 the grammar allows. When what is left of the budget (or of the time limit) is only enough to
 close the JSON, the row stops choosing: it is forced to spell the shortest valid completion
-(`extractors.completion`) and then the stop token, so a truncated generation is still valid,
-schema-conforming JSON. Rows forced this way are marked `truncated`.
+(`extractors.closer`, kept current byte by byte) and then the stop token, so a truncated
+generation is still valid, schema-conforming JSON. Rows forced this way are marked `truncated`.
+
+`RowStates` is the whole host-side state of one batch, with no tensor in it except the bitmask:
+`extractors.decode_loop` drives it around the model's forward pass, and `ConstrainedBatch` adapts
+it to a transformers `LogitsProcessor` for `generate` (the reference the loop is tested against).
 """
 from __future__ import annotations
 
@@ -58,8 +62,8 @@ class JsonGrammar:
                 raise ValueError(f"byte {data[i]:#x} has no token in this vocabulary")
         return out
 
-    def new_batch(self, rows: int, budget: int, deadline: float | None = None) -> "ConstrainedBatch":
-        return ConstrainedBatch(self, rows, budget, deadline)
+    def new_rows(self, rows: int, budget: int, deadline: float | None = None) -> "RowStates":
+        return RowStates(self, rows, budget, deadline)
 
 
 @dataclass
@@ -80,12 +84,23 @@ class _Row:
     timed_out: bool = False
     done: bool = False
     tokens: int = 0
-    logprob_sum: float = 0.0
-    scored: int = 0
 
 
-class ConstrainedBatch(LogitsProcessor):
-    """A transformers logits processor for one `generate` call over `rows` pages."""
+@dataclass
+class StepPlan:
+    """What the device must do at one step: mask the rows in `free` with `bitmask` (their rows),
+    and emit `forced[i]` for each forced row i. Rows in neither are done."""
+    free: list[int]
+    forced: dict[int, int]
+    bitmask: torch.Tensor | None
+
+
+class RowStates:
+    """Host-side state of one batch of `rows` constrained generations of at most `budget` tokens
+    (plus the reserve that closes them). Per step: `plan(step)`, then the device picks tokens,
+    then `advance(tokens)`. The confidence of a row is the mean log-probability of the tokens it
+    chose freely, read from the constrained distribution; the caller gathers those on the device
+    and hands them to `results` once, so a step costs one device-to-host copy (the tokens)."""
 
     def __init__(self, grammar: JsonGrammar, rows: int, budget: int, deadline: float | None):
         self.g = grammar
@@ -93,49 +108,36 @@ class ConstrainedBatch(LogitsProcessor):
         self.deadline = deadline
         self.rows = [_Row(xgr.GrammarMatcher(grammar.compiled)) for _ in range(rows)]
         self.bitmask = xgr.allocate_token_bitmask(rows, grammar.vocab_size)
-        self.prompt_len: int | None = None
-        self._logprobs: torch.Tensor | None = None
+        self.scored: list[list[int]] = []  # per step, the rows that chose their token freely
 
     @property
     def max_new_tokens(self) -> int:
         return self.budget + self.g.reserve
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.prompt_len is None:
-            self.prompt_len = input_ids.shape[1]
-        else:
-            self._advance(input_ids[:, -1])
-        step = input_ids.shape[1] - self.prompt_len
+    @property
+    def finished(self) -> bool:
+        return all(r.done for r in self.rows)
+
+    def plan(self, step: int) -> StepPlan:
         self._plan_forcing(step)
         free = [i for i, r in enumerate(self.rows) if not r.done and r.forced is None]
         if free:
             self.g.batch_matcher.batch_fill_next_token_bitmask(
                 [self.rows[i].matcher for i in free], self.bitmask, indices=free)
-            xgr.apply_token_bitmask_inplace(
-                scores, self.bitmask.to(scores.device, non_blocking=True),
-                vocab_size=self.g.vocab_size, indices=free)
-        for i, r in enumerate(self.rows):
-            if not r.done and r.forced:
-                scores[i].fill_(-math.inf)
-                scores[i, r.forced[0]] = 0.0
-        # Confidence is read from the constrained distribution the model actually chose from.
-        self._logprobs = torch.log_softmax(scores.float(), dim=-1)
-        return scores
+        self.scored.append(free)
+        forced = {i: r.forced[0] for i, r in enumerate(self.rows) if not r.done and r.forced}
+        return StepPlan(free, forced, self.bitmask if free else None)
 
-    def _advance(self, last: torch.Tensor) -> None:
-        chosen = last.tolist()
-        logp = self._logprobs[torch.arange(len(chosen), device=self._logprobs.device), last.to(
-            self._logprobs.device)].tolist()
-        for r, tok, lp in zip(self.rows, chosen, logp):
+    def advance(self, tokens: list[int]) -> None:
+        """The tokens chosen at the last planned step, one per row (done rows' are ignored)."""
+        stops = self.g.stop_token_ids
+        for r, tok in zip(self.rows, tokens):
             if r.done:
                 continue
             r.tokens += 1
             if r.forced:
                 r.forced.popleft()
-            elif math.isfinite(lp):
-                r.logprob_sum += lp
-                r.scored += 1
-            if tok in self.g.stop_token_ids:
+            if tok in stops:
                 r.done = True
                 continue
             if not r.matcher.accept_token(tok):  # cannot happen while masks are applied
@@ -157,16 +159,81 @@ class ConstrainedBatch(LogitsProcessor):
                 r.truncated = bool(tail)
                 r.timed_out = timed_out
 
-    def results(self) -> list[RowResult]:
-        """Per-row outcome after `generate` returns. Rows that hit the hard cap are closed here."""
+    def results(self, logprobs: torch.Tensor | None) -> list[RowResult]:
+        """Per-row outcome. `logprobs[s, i]`: log-probability of row i's token at step s (only
+        the steps in `self.scored` are read). Rows that hit the hard cap are closed here."""
+        sums, counts = self._confidence_sums(logprobs)
         out = []
-        for r in self.rows:
+        for i, r in enumerate(self.rows):
             data = bytes(r.data)
             truncated = r.truncated
             if not r.done:  # only if the reserve was too small: close the text itself
                 tail = shortest_completion(self.g.schema, data)
                 data, truncated = data + tail, truncated or bool(tail)
-            conf = math.exp(r.logprob_sum / r.scored) if r.scored else None
+            conf = math.exp(sums[i] / counts[i]) if counts[i] else None
             # xgrammar admits encoded surrogates (ED A0..BF); they must not break the row.
             out.append(RowResult(data.decode("utf-8", errors="replace"), truncated, r.timed_out, r.tokens, conf))
         return out
+
+    def _confidence_sums(self, logprobs: torch.Tensor | None) -> tuple[list[float], list[int]]:
+        n = len(self.rows)
+        if logprobs is None or not self.scored:
+            return [0.0] * n, [0] * n
+        steps = min(len(self.scored), logprobs.shape[0])
+        chosen = torch.zeros(steps, n, dtype=torch.bool)
+        for s in range(steps):
+            chosen[s, self.scored[s]] = True
+        lp = logprobs[:steps].float().cpu()
+        chosen &= torch.isfinite(lp)
+        sums = torch.where(chosen, lp, torch.zeros_like(lp)).sum(0)
+        return sums.tolist(), chosen.sum(0).tolist()
+
+
+def apply_plan(scores: torch.Tensor, plan: StepPlan, vocab_size: int) -> torch.Tensor:
+    """Mask `scores` in place as `plan` says: grammar masks for free rows, one allowed token for
+    forced rows (one indexed write for all of them, not two kernels per row)."""
+    if plan.free:
+        xgr.apply_token_bitmask_inplace(scores, plan.bitmask.to(scores.device, non_blocking=True),
+                                        vocab_size=vocab_size, indices=plan.free)
+    if plan.forced:
+        rows = torch.tensor(list(plan.forced), dtype=torch.long).to(scores.device, non_blocking=True)
+        toks = torch.tensor(list(plan.forced.values()), dtype=torch.long).to(scores.device, non_blocking=True)
+        scores[rows] = -math.inf
+        scores[rows, toks] = 0.0
+    return scores
+
+
+def chosen_logprobs(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(scores)[tokens], without writing a full-vocabulary log-softmax."""
+    scores = scores.float()
+    return scores.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(scores, dim=-1)
+
+
+class ConstrainedBatch(LogitsProcessor):
+    """`RowStates` as a transformers logits processor for one `generate` call: the model card's
+    decoding loop with pageray's constraints (two host syncs per step, no overlap)."""
+
+    def __init__(self, grammar: JsonGrammar, rows: int, budget: int, deadline: float | None):
+        self.states = RowStates(grammar, rows, budget, deadline)
+        self.prompt_len: int | None = None
+        self._scores: torch.Tensor | None = None
+        self._logprobs: list[torch.Tensor] = []
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.states.max_new_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        else:
+            last = input_ids[:, -1]
+            self._logprobs.append(chosen_logprobs(self._scores, last.to(self._scores.device)))
+            self.states.advance(last.tolist())
+        plan = self.states.plan(input_ids.shape[1] - self.prompt_len)
+        apply_plan(scores, plan, self.states.g.vocab_size)
+        self._scores = scores.clone()  # `generate` may reuse the buffer for the next step's logits
+        return scores
+
+    def results(self) -> list[RowResult]:
+        return self.states.results(torch.stack(self._logprobs) if self._logprobs else None)

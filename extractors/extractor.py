@@ -2,6 +2,12 @@
 
 `__init__` loads the model, processor, prompt and compiled grammar once; `__call__(batch)` turns
 a batch of rendered pages into output rows. Works on a plain dict batch without Ray.
+
+The actor does little more than the device work: pages arrive as uint8 crops made on the CPU
+workers (`extractors.pixels.PreparePixels`, in the render step), the vision tower runs once per
+crop shape (`extractors.vision`), and decoding is a loop of our own that overlaps the grammar's
+host work with the forward pass (`extractors.decode_loop`). A row that carries only its `image`
+(a caller without the render step) has its crops made here.
 """
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from extractors.decode_loop import DecodeLoop
 from extractors.decoding import JsonGrammar, RowResult
 from extractors.loading import ModelSpec, load_model
+from extractors.pixels import PreparePixels, unpack_crops
+from extractors.vision import PageEncoder
 from pipeline.config import default
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
-from pipeline.render.geometry import model_canvas
 from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
 
 
@@ -58,18 +66,6 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _model_image(image):
-    """The page as the processor can take it: a hair-thin strip is padded with white."""
-    from PIL import Image
-
-    canvas = model_canvas(*image.size)
-    if canvas == image.size:
-        return image
-    padded = Image.new("RGB", canvas, (255, 255, 255))
-    padded.paste(image, (0, 0))
-    return padded
-
-
 class ExtractFields:
     def __init__(self, spec: ModelSpec, schema: ExtractionSchema, settings: ExtractSettings = ExtractSettings(),
                  loaded: tuple | None = None):
@@ -85,12 +81,24 @@ class ExtractFields:
         self.stop_ids = [s for s in stops if s is not None and s >= 0]
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.grammar = JsonGrammar(tok, generation_schema(schema), vocab, self.stop_ids)
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+        self.pixels = PreparePixels(spec.split_images)
+        self.encoder = PageEncoder(self.model, self.processor, self.device, spec.split_images)
+        self.decoder = DecodeLoop(self.model, self.grammar, self._prompt_ids(), self.model.config.image_token_id,
+                                  self.device)
         self.worker = _worker_name()
+
+    def _prompt_ids(self) -> list[int]:
+        """The prompt as the model sees it: the processor expands `<image>` into each crop's tokens,
+        and how many crops a page has depends only on splitting, so one blank page gives it."""
+        from PIL import Image
+
+        blank = Image.new("RGB", (980, 980), (255, 255, 255))
+        return self.processor(text=[self.prompt], images=[[blank]], return_tensors="pt")["input_ids"][0].tolist()
 
     def __call__(self, batch: Mapping[str, Any]) -> pa.Table:
         rows = batch_to_rows(batch)
-        todo = [r for r in rows if r.get("status") == Status.OK.value and r.get("image") is not None]
+        todo = [r for r in rows if r.get("status") == Status.OK.value
+                and (r.get("pixels") is not None or r.get("image") is not None)]
         size = max(1, self.settings.batch_size)
         for start in range(0, len(todo), size):
             self._run_with_backoff(todo[start:start + size])
@@ -126,32 +134,20 @@ class ExtractFields:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _inputs(self, chunk: list[dict]):
-        from PIL import Image
-
-        images = [[_model_image(Image.frombuffer("RGB", (r["image_width"], r["image_height"]), r["image"],
-                                                 "raw", "RGB", 0, 1))] for r in chunk]
-        inputs = self.processor(text=[self.prompt] * len(chunk), images=images, padding=True, return_tensors="pt")
-        inputs = inputs.to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return inputs
+    def _crops(self, row: dict) -> list:
+        if row.get("pixels") is None:
+            row.update(self.pixels.page(row))
+        return unpack_crops(row["pixels"], row["crop_shapes"])
 
     def _run(self, chunk: list[dict]) -> None:
-        import torch
-
         t0 = time.perf_counter()
-        inputs = self._inputs(chunk)
+        features = self.encoder([self._crops(r) for r in chunk])
         limit = self.settings.page_time_limit_s
         deadline = time.monotonic() + limit if limit else None
-        constrained = self.grammar.new_batch(len(chunk), self.settings.max_new_tokens, deadline)
-        with torch.inference_mode():
-            self.model.generate(
-                **inputs, logits_processor=[constrained], max_new_tokens=constrained.max_new_tokens,
-                do_sample=False, eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
+        results, _ = self.decoder(features, self.settings.max_new_tokens, deadline)
         per_page_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-        in_tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        for r, res, n_in in zip(chunk, constrained.results(), in_tokens):
-            r.update(self._fields(res), input_tokens=int(n_in), output_tokens=res.output_tokens,
+        for r, res in zip(chunk, results):
+            r.update(self._fields(res), input_tokens=self.decoder.prompt_tokens(), output_tokens=res.output_tokens,
                      confidence=res.confidence, extract_ms=per_page_ms)
 
     def _fields(self, res: RowResult) -> dict:

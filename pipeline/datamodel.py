@@ -80,10 +80,13 @@ def output_schema(fields_type: pa.DataType) -> pa.Schema:
     return pa.schema(_base_fields() + [pa.field("fields", fields_type)] + _tail_fields())
 
 
-# Columns the render step produces for each page; `image` travels to the extractor and is never written.
+# Columns the render step produces for each page. The pixels travel to the extractor and are never
+# written: `image` (raw RGB, as rendered) or, once prepared for the model, `pixels` (the page's
+# uint8 crops, packed) with their `crop_shapes` (extractors.pixels).
+PIXEL_COLUMNS: tuple[str, ...] = ("image", "pixels")
 PAGE_COLUMNS: tuple[str, ...] = (
     "run_id", "doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
-    "status", "error", "image", "image_width", "image_height",
+    "status", "error", "image", "pixels", "crop_shapes", "image_width", "image_height",
     "text_layer", "text_layer_chars", "render_ms",
 )
 _ROW_COLUMNS = frozenset(PAGE_COLUMNS) | frozenset(output_schema(pa.null()).names)
@@ -118,13 +121,13 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
 
 def batch_to_rows(batch: Mapping[str, Any] | pa.Table) -> list[dict[str, Any]]:
     """A column batch (dict of lists / numpy arrays, or a pyarrow Table) as a list of row dicts.
-    From a Table, page images come as zero-copy pyarrow Buffers, not as copied bytes."""
+    From a Table, page pixels come as zero-copy pyarrow Buffers, not as copied bytes."""
     if isinstance(batch, pa.Table):
-        if "image" not in batch.column_names:
-            return batch.to_pylist()
-        rows = batch.drop_columns(["image"]).to_pylist()
-        for row, image in zip(rows, batch.column("image")):
-            row["image"] = image.as_buffer() if image.is_valid else None
+        binary = [c for c in PIXEL_COLUMNS if c in batch.column_names]
+        rows = batch.drop_columns(binary).to_pylist()
+        for name in binary:
+            for row, value in zip(rows, batch.column(name)):
+                row[name] = value.as_buffer() if value.is_valid else None
         return rows
     names = list(batch.keys())
     if not names:

@@ -83,7 +83,8 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
     from schemas import arrow_type
 
     schema = config.extraction_schema()
-    render_kwargs = {"run_id": config.run_id, "limits": config.render_limits()}
+    render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(),
+                     "split": config.model_spec().split_images}
     # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
     # the plan is small rows; splitting it costs nothing and makes each block a few documents

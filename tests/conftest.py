@@ -12,6 +12,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
+def pytest_configure(config):
+    # The tiny model's ops are microseconds long; with torch's two intra-op threads on a 2-core
+    # machine that also runs Ray workers, each op waits on a descheduled thread (measured: 28 s
+    # against 0.8 s for one 120-token batch under load). Ray workers already get one thread
+    # (Ray sets OMP_NUM_THREADS from num_cpus); this gives the test process the same.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from extractors.tiny import build_tiny_model

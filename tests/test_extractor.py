@@ -71,24 +71,24 @@ def test_error_rows_pass_through_untouched(invoice_extractor, samples):
 def test_out_of_memory_halves_the_batch_then_records_the_page(invoice_extractor, samples, monkeypatch):
     batch = page_batch(samples, ["invoice.pdf", "receipt.pdf"])
     n_ok = sum(s == Status.OK.value for s in batch["status"])
-    real_generate = invoice_extractor.model.generate
+    real_encoder = invoice_extractor.encoder
     calls = []
 
-    def generate_that_fits_one(**kw):  # stands in for a GPU that fits one page at a time
-        calls.append(kw["input_ids"].shape[0])
-        if kw["input_ids"].shape[0] > 1:
+    def encoder_that_fits_one(pages):  # stands in for a GPU that fits one page at a time
+        calls.append(len(pages))
+        if len(pages) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_generate(**kw)
+        return real_encoder(pages)
 
-    monkeypatch.setattr(invoice_extractor.model, "generate", generate_that_fits_one)
+    monkeypatch.setattr(invoice_extractor, "encoder", encoder_that_fits_one)
     rows = invoice_extractor(batch).to_pylist()
     assert calls[0] == 2 and 1 in calls
     assert sum(r["status"] == Status.OK.value for r in rows) == n_ok
 
-    def never_fits(**kw):
+    def never_fits(pages):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(invoice_extractor.model, "generate", never_fits)
+    monkeypatch.setattr(invoice_extractor, "encoder", never_fits)
     rows = invoice_extractor(batch).to_pylist()
     assert {r["status"] for r in rows if r["page_index"] is not None} >= {Status.MODEL_ERROR.value}
     assert all("out of memory" in r["error"] for r in rows if r["status"] == Status.MODEL_ERROR.value)

@@ -10,6 +10,7 @@ import hashlib
 import time
 from typing import Any, Iterator, Mapping
 
+from extractors.pixels import PreparePixels
 from pipeline.datamodel import Status, batch_to_rows, document_row, page_row, rows_to_columns
 from pipeline.errors import describe
 from pipeline.render.pages import RenderLimits
@@ -28,12 +29,16 @@ def _doc_error(status: Status, error: str, started: float) -> dict:
 
 
 class RenderPages:
-    """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows."""
+    """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows.
+    With `split` given, each page leaves as the model's uint8 crops (`pixels`), made here on the
+    CPU workers rather than on the GPU actor; with None, as the rendered `image`."""
 
-    def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH):
+    def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH,
+                 split: bool | None = None):
         self.run_id = run_id
         self.limits = limits
         self.images_per_batch = images_per_batch
+        self.prepare = PreparePixels(split) if split is not None else None
         if renderer is None:
             from pipeline.render.isolation import IsolatedRenderer
 
@@ -49,6 +54,8 @@ class RenderPages:
         for doc in batch_to_rows(batch):
             for page in self.pages(doc):
                 if page.get("image") is not None:
+                    if self.prepare is not None:
+                        page = self.prepare.page(page)
                     with_image.append(page)
                     if len(with_image) >= self.images_per_batch:
                         yield rows_to_columns(with_image)
