@@ -50,7 +50,9 @@ class DecodeLoop:
         # transformers renamed past_key_values to `cache`; pass whichever this version takes
         params = inspect.signature(self.text.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.fixed_steps: int | None = None  # benchmarks: run exactly this many steps (done rows ignored)
+        # benchmarks only: run exactly `fixed_steps` steps (done rows ignored); unconstrained: plain argmax
+        self.fixed_steps: int | None = None
+        self.constrained = True
 
     def _forward(self, embeds: torch.Tensor, cache) -> torch.Tensor:
         out = self.text(inputs_embeds=embeds, use_cache=True, **{self._cache_kw: cache})
@@ -77,9 +79,9 @@ class DecodeLoop:
         steps = self.fixed_steps or states.max_new_tokens
         for step in range(steps):
             t0 = time.perf_counter()
-            plan = states.plan(step)
+            plan = states.plan(step) if self.constrained else None
             t1 = time.perf_counter()
-            scores = apply_plan(logits.float(), plan, self.grammar.vocab_size)
+            scores = apply_plan(logits.float(), plan, self.grammar.vocab_size) if plan else logits.float()
             tokens = scores.argmax(dim=-1)
             logprobs.append(chosen_logprobs(scores, tokens))
             host_tokens.copy_(tokens, non_blocking=cuda)
@@ -92,7 +94,10 @@ class DecodeLoop:
             if copied is not None:
                 copied.synchronize()
             t3 = time.perf_counter()
-            states.advance(host_tokens.tolist())
+            if self.constrained:
+                states.advance(host_tokens.tolist())
+            else:
+                host_tokens.tolist()
             stats.host_s += (t1 - t0) + (time.perf_counter() - t3)
             stats.wait_s += t3 - t2
             stats.steps += 1

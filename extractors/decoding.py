@@ -21,6 +21,7 @@ import torch
 import xgrammar as xgr
 from transformers import LogitsProcessor
 
+from extractors.closer import Closer
 from extractors.completion import max_completion_len, shortest_completion
 
 
@@ -45,11 +46,21 @@ class JsonGrammar:
             if b and len(b) <= 16:
                 self._spelling.setdefault(b, i)
         self._longest = max((len(b) for b in self._spelling), default=1)
+        self._spelled: dict[bytes, tuple[int, ...]] = {}
         # Worst-case completion in bytes bounds it in tokens: every byte has a token.
         self.reserve = max_completion_len(gen_schema) + 1
 
-    def spell(self, data: bytes) -> list[int]:
-        """Token ids whose bytes concatenate to `data` (greedy longest match)."""
+    def spell(self, data: bytes) -> tuple[int, ...]:
+        """Token ids whose bytes concatenate to `data` (greedy longest match). Memoized: rows in
+        their reserve window ask for the same few closing tails at every step."""
+        cached = self._spelled.get(data)
+        if cached is None:
+            if len(self._spelled) >= 4096:
+                self._spelled.clear()
+            cached = self._spelled[data] = tuple(self._spell(data))
+        return cached
+
+    def _spell(self, data: bytes) -> list[int]:
         out, i = [], 0
         while i < len(data):
             for n in range(min(self._longest, len(data) - i), 0, -1):
@@ -62,8 +73,9 @@ class JsonGrammar:
                 raise ValueError(f"byte {data[i]:#x} has no token in this vocabulary")
         return out
 
-    def new_rows(self, rows: int, budget: int, deadline: float | None = None) -> "RowStates":
-        return RowStates(self, rows, budget, deadline)
+    def new_rows(self, rows: int, budget: int, deadline: float | None = None,
+                 incremental: bool = True) -> "RowStates":
+        return RowStates(self, rows, budget, deadline, incremental)
 
 
 @dataclass
@@ -84,6 +96,7 @@ class _Row:
     timed_out: bool = False
     done: bool = False
     tokens: int = 0
+    closer: Closer | None = None  # made when the row enters its reserve window, then fed each token
 
 
 @dataclass
@@ -102,10 +115,14 @@ class RowStates:
     chose freely, read from the constrained distribution; the caller gathers those on the device
     and hands them to `results` once, so a step costs one device-to-host copy (the tokens)."""
 
-    def __init__(self, grammar: JsonGrammar, rows: int, budget: int, deadline: float | None):
+    def __init__(self, grammar: JsonGrammar, rows: int, budget: int, deadline: float | None,
+                 incremental: bool = True):
+        """`incremental=False` re-parses each row's whole output at every step of its reserve
+        window (`shortest_completion`): the reference, and what the benchmark compares against."""
         self.g = grammar
         self.budget = budget
         self.deadline = deadline
+        self.incremental = incremental
         self.rows = [_Row(xgr.GrammarMatcher(grammar.compiled)) for _ in range(rows)]
         self.bitmask = xgr.allocate_token_bitmask(rows, grammar.vocab_size)
         self.scored: list[list[int]] = []  # per step, the rows that chose their token freely
@@ -143,6 +160,8 @@ class RowStates:
             if not r.matcher.accept_token(tok):  # cannot happen while masks are applied
                 raise RuntimeError(f"grammar rejected token {tok}")
             r.data += self.g.token_bytes[tok]
+            if r.closer is not None:
+                r.closer.feed(self.g.token_bytes[tok])
 
     def _plan_forcing(self, step: int) -> None:
         remaining = self.budget - step
@@ -152,12 +171,20 @@ class RowStates:
         for r in self.rows:
             if r.done or r.forced is not None:
                 continue
-            tail = shortest_completion(self.g.schema, bytes(r.data))
-            plan = self.g.spell(tail) + [self.g.stop_token_ids[0]]
-            if timed_out or len(plan) >= remaining:
-                r.forced = deque(plan)
+            tail = self._tail(r)
+            plan = self.g.spell(tail)
+            if timed_out or len(plan) + 1 >= remaining:
+                r.forced = deque(plan + (self.g.stop_token_ids[0],))
                 r.truncated = bool(tail)
                 r.timed_out = timed_out
+
+    def _tail(self, r: _Row) -> bytes:
+        if not self.incremental:
+            return shortest_completion(self.g.schema, bytes(r.data))
+        if r.closer is None:  # once per row: what it wrote so far; later tokens are fed as they come
+            r.closer = Closer(self.g.schema)
+            r.closer.feed(bytes(r.data))
+        return r.closer.tail()
 
     def results(self, logprobs: torch.Tensor | None) -> list[RowResult]:
         """Per-row outcome. `logprobs[s, i]`: log-probability of row i's token at step s (only
