@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from extractors.batching import resolve_batch_size
 from extractors.decode_loop import DecodeLoop
 from extractors.decoding import JsonGrammar, RowResult
 from extractors.loading import ModelSpec, load_model
@@ -32,7 +33,7 @@ from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generati
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    batch_size: int = default("batch_size")
+    batch_size: int | str = default("batch_size")  # or "auto": extractors.batching
     max_new_tokens: int = default("max_new_tokens")
     page_time_limit_s: float | None = default("page_time_limit_s")
 
@@ -85,6 +86,8 @@ class ExtractFields:
         self.encoder = PageEncoder(self.model, self.processor, self.device, spec.split_images)
         self.decoder = DecodeLoop(self.model, self.grammar, self._prompt_ids(), self.model.config.image_token_id,
                                   self.device)
+        self.batch_size = resolve_batch_size(settings.batch_size, self.model, self.device,
+                                             self.decoder.prompt_tokens(), settings.max_new_tokens)
         self.worker = _worker_name()
 
     def _prompt_ids(self) -> list[int]:
@@ -99,7 +102,7 @@ class ExtractFields:
         rows = batch_to_rows(batch)
         todo = [r for r in rows if r.get("status") == Status.OK.value
                 and (r.get("pixels") is not None or r.get("image") is not None)]
-        size = max(1, self.settings.batch_size)
+        size = self.batch_size
         for start in range(0, len(todo), size):
             self._run_with_backoff(todo[start:start + size])
         now = datetime.now(timezone.utc)

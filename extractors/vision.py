@@ -14,11 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from extractors.batching import CROPS_PER_CALL
 from extractors.pixels import check_processor, normalize, processor_constants
-
-# Crops per vision-tower call: bounds the tower's activations when a batch holds many pages of
-# one shape (64 crops of 980 x 758 is ~2 GiB of SigLIP activations in bf16).
-CROPS_PER_CALL = 64
 
 
 class PageEncoder:

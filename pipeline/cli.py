@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from extractors.batching import CPU_BATCH
 from pipeline.config import RunConfig, default, flag
 from pipeline.errors import FatalError
 
@@ -53,7 +54,8 @@ def extract(
     schema_ref: str = typer.Option(..., flag("schema_ref"), help="built-in name (see `pageray schemas list`) or YAML/JSON file"),
     out: str = typer.Option(..., "--out", help="output folder or s3:// prefix"),
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
-    batch_size: Optional[int] = _option("batch_size", "pages per generate() call"),
+    batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "
+                                        f"{CPU_BATCH} on CPU)"),
     max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page"),
     dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
     quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),

@@ -5,7 +5,7 @@ import re
 import uuid
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -51,7 +51,8 @@ class RunConfig(BaseModel):
     run_id: str = Field(default_factory=new_run_id)
 
     # model / decoding
-    batch_size: int = Field(8, ge=1, le=512)
+    # pages per model batch; "auto": the most that fit the GPU's free memory (extractors.batching)
+    batch_size: Union[Annotated[int, Field(ge=1, le=512)], Literal["auto"]] = "auto"
     max_new_tokens: int = Field(512, ge=8, le=8192)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantize: Optional[Literal["4bit", "8bit"]] = None

@@ -63,6 +63,8 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
     """Actors and resources for the extractor stage: every GPU of the cluster, else CPU actors."""
     import ray
 
+    from extractors.batching import AUTO_MAX
+
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus > 0:
         n = min(config.actors or gpus, gpus)
@@ -71,7 +73,8 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
         # A fixed pool, one actor per GPU, started at once (asynchronously: work goes to the actors
         # that are ready). An autoscaling (1, n) pool leaves the second node idle when the work
         # arrives in a few large blocks.
-        return {"concurrency": n, "num_gpus": 1, "batch_size": config.batch_size}
+        rows = AUTO_MAX if config.batch_size == "auto" else config.batch_size
+        return {"concurrency": n, "num_gpus": 1, "batch_size": rows}
     # whole render blocks: the extractor chunks their images into batch_size model batches itself
     return {"concurrency": config.actors or 1, "num_cpus": _cpu_share(), "batch_size": None}
 
