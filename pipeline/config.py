@@ -5,7 +5,7 @@ import re
 import uuid
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -52,7 +52,7 @@ class RunConfig(BaseModel):
 
     # model / decoding
     # pages per model batch; "auto": the most that fit the GPU's free memory (extractors.batching)
-    batch_size: Union[Annotated[int, Field(ge=1, le=512)], Literal["auto"]] = "auto"
+    batch_size: Union[int, Literal["auto"]] = "auto"
     max_new_tokens: int = Field(512, ge=8, le=8192)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantize: Optional[Literal["4bit", "8bit"]] = None
@@ -96,6 +96,19 @@ class RunConfig(BaseModel):
         # A local folder is named by its real path, as inputs are: "/models/x/", "/models/x" and
         # a link to it are one model, and the folder's manifest and rows must not tell them apart.
         return canonical_model(v)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v):
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = None
+        if n is None or isinstance(v, bool) or isinstance(v, float) and v != n or not 1 <= n <= 512:
+            raise ValueError("a number of pages from 1 to 512, or auto (the most that fit the GPU's free memory)")
+        return n
 
     @field_validator("retry")
     @classmethod
