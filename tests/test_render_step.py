@@ -92,3 +92,21 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
     mixed = list(renderer(plan_batch(paths[0], tmp_path / "gone.pdf", *paths[1:4])))
     assert [b["doc_id"] for b in mixed] == [["d0", "d2", "d3", "d4"], ["d1"]]
     assert mixed[1]["status"] == ["read_error"]
+
+
+def test_with_split_pages_leave_as_the_models_crops(tmp_path):
+    import numpy as np
+
+    from extractors.pixels import model_crops, unpack_crops
+
+    pdf = tmp_path / "two.pdf"
+    pdf.write_bytes(mupdf_pdf(2))
+    plain = rows_of(step()(plan_batch(pdf)))
+    split = RenderPages("run-1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS), split=True)
+    rows = rows_of(split(plan_batch(pdf)))
+    assert [r["page_index"] for r in rows] == [0, 1]
+    for before, after in zip(plain, rows):
+        assert after["image"] is None and len(after["crop_shapes"]) == 5
+        image = np.frombuffer(before["image"], np.uint8).reshape(before["image_height"], before["image_width"], 3)
+        for ours, expected in zip(unpack_crops(after["pixels"], after["crop_shapes"]), model_crops(image, True)):
+            assert np.array_equal(ours, expected)
