@@ -43,17 +43,17 @@ class PageEncoder:
         for indices in groups.values():
             for start in range(0, len(indices), CROPS_PER_CALL):
                 part = indices[start:start + CROPS_PER_CALL]
-                out = self._encode(np.stack([flat[i] for i in part]))
+                out = self._encode([flat[i] for i in part])
                 if features is None:
                     features = out.new_empty((len(flat),) + tuple(out.shape[1:]))
                 features[torch.tensor(part, device=out.device)] = out
         return features.view(len(pages), -1, features.shape[-1])
 
-    def _encode(self, crops: np.ndarray) -> torch.Tensor:
-        n, h, w, _ = crops.shape
-        host = torch.from_numpy(crops)
-        if self.device.startswith("cuda"):
-            host = host.pin_memory()
+    def _encode(self, crops: list[np.ndarray]) -> torch.Tensor:
+        n, (h, w) = len(crops), crops[0].shape[:2]
+        # one copy, straight into page-locked memory on GPU, so the upload is asynchronous
+        host = torch.empty((n, h, w, 3), dtype=torch.uint8, pin_memory=self.device.startswith("cuda"))
+        np.stack(crops, out=host.numpy())
         pixels = normalize(host.to(self.device, non_blocking=True), self.rescale, self.mean, self.std, self.dtype)
         # Every patch is real: the tower drops an all-true mask and takes the unmasked kernel.
         patches = torch.ones((n, h // self.patch, w // self.patch), dtype=torch.bool, device=pixels.device)
