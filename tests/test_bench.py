@@ -1,16 +1,24 @@
-"""The throughput benchmark harness on CPU with the tiny model (no speed assertions), and the
-FLOP / byte arithmetic of its floor against hand calculations."""
+"""The throughput benchmark on CPU with the tiny model (no speed assertions): the harness, the
+device script's CPU path, the model-free host-per-step rows, the saved pages; and the FLOP / byte
+arithmetic of its floor against hand calculations."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from pipeline.bench.harness import BenchOptions, bench_command, bench_command_options, format_table
 from pipeline.bench.flops import decode_bytes_per_step, floor_seconds_per_page, page_flops
 
-ROWS = ("baseline", "pageray", "pageray-unconstrained", "cpu-render", "cpu-preprocess", "cpu-stage", "floor")
+MODEL_ROWS = ("baseline", "pageray-generate", "pageray", "pageray-unconstrained")
+ROWS = MODEL_ROWS + ("cpu-render", "cpu-preprocess-today", "cpu-preprocess-new", "cpu-stage-today", "cpu-stage-new",
+                     "host-step-b8", "floor")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +76,7 @@ def test_decode_bytes_and_floor(tiny_config):
 
 
 def test_busy_time_is_the_union_of_kernel_intervals():
-    from pipeline.bench.runs import union_seconds
+    from pipeline.bench.busy import union_seconds
 
     assert union_seconds([(0.0, 1.0), (0.5, 1.5), (3.0, 4.0), (3.2, 3.4)]) == pytest.approx(2.5)
     assert union_seconds([]) == 0.0
@@ -80,6 +88,10 @@ def test_options_and_table():
         bench_command_options(pagez=3)
     with pytest.raises(ValueError, match="new_tokens"):
         BenchOptions(new_tokens=0)
+    with pytest.raises(ValueError, match="busy"):
+        BenchOptions(busy="sometimes")
+    with pytest.raises(ValueError, match="baseline_pages"):
+        BenchOptions(baseline_pages=0)
     with pytest.raises(ValueError, match="random-8b"):  # refused before any work on a CPU machine
         bench_command(model="random-8b", device="cpu", log=lambda msg: None)
     text = format_table([{"name": "x-row", "pages_per_s": 1.5, "gpu_busy": None, "note": "a note"}])
@@ -87,26 +99,117 @@ def test_options_and_table():
     spans = [(m.start(), m.end()) for m in re.finditer(r"-+", rule)]  # the columns, as the rule marks them
     cells = {header[a:b].strip(): row[a:b].strip() for a, b in spans[:-1]}
     assert (cells["config"], cells["pages/s"], cells["GPU busy"], cells["device"]) == ("x-row", "1.5", "n/a", "n/a")
+    assert cells["host ms/page"] == cells["host ms/step"] == "n/a"
     assert row[spans[-1][0]:] == "a note"
 
 
-def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path):
+def test_host_step_drives_both_planners_over_the_real_vocabulary(tiny_model):
+    from extractors.extractor import ExtractFields, ExtractSettings
+    from extractors.loading import ModelSpec
+    from pipeline.bench.hoststep import allowed_tokens, drive, host_step_rows
+    from schemas import load_schema
+
+    ex = ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("invoice"), ExtractSettings(batch_size=2))
+    grammar = ex.grammar
+    assert grammar.vocab_size == 32003
+    plan = grammar.new_rows(1, 400, None).plan(0)  # far from the reserve window: the grammar's mask
+    allowed = allowed_tokens(plan.bitmask[0], grammar.vocab_size).tolist()
+    assert grammar.spell(b"{")[0] in allowed and all(grammar.token_bytes[t].startswith(b"{") for t in allowed)
+    old, new = (drive(grammar, 3, 12, incremental, seed=1) for incremental in (False, True))
+    assert old["texts"] == new["texts"] and all(json.loads(t) is not None for t in new["texts"])
+    assert len(old["times"]) == len(new["times"]) > 0 and all(new["in_window"])  # budget < reserve: all forced
+    [row] = host_step_rows(grammar, budget=12, batches=(2,))
+    assert row["same_text"] and row["old_ms_per_step"] > 0 and row["host_ms_per_step"] == row["new_ms_per_step"] > 0
+
+
+def test_saved_pages_are_the_rendered_pixels(tmp_path):
+    from pipeline.bench.pages import load_pages, render_pages, save_pages
+
+    pages, _ = render_pages(3)
+    assert len(save_pages(pages + pages[:1], tmp_path)) == 3  # a repeated page is saved once
+    loaded = load_pages(4, tmp_path)
+    assert [p["image"] for p in loaded] == [bytes(p["image"]) for p in pages + pages[:1]]
+    assert loaded[0] is loaded[3] and loaded[0]["doc_id"] == pages[0]["doc_id"]
+    shipped = load_pages(6, ROOT / "benchmarks" / "pages")  # what the device script reads
+    assert {(p["image_width"], p["image_height"]) for p in shipped} == {(1515, 1960), (1386, 1960), (1960, 1515)}
+
+
+def test_processor_folder_has_the_real_tokenizer(tmp_path):
+    from extractors.loading import ModelSpec, load_processor
+    from extractors.pixels import check_processor
+    from pipeline.bench.models import idefics2_8b_config, processor_folder
+
+    processor = load_processor(ModelSpec(model=str(processor_folder(tmp_path / "processor"))))
+    assert not list((tmp_path / "processor").glob("*.safetensors"))  # a tokenizer, no weights
+    tok = processor.tokenizer
+    assert len(tok) == 32003 and tok.convert_tokens_to_ids("<image>") == 32001
+    check_processor(processor, split=True)  # what the extractor's PageEncoder insists on
+    config = idefics2_8b_config(tok.convert_tokens_to_ids("<image>"), tok.pad_token_id, len(tok))
+    assert config.text_config.vocab_size == 32003 and config.image_token_id == 32001
+
+
+def _fixed_length(row: dict) -> None:
+    assert row["tokens_per_s"] * row["wall_s"] == pytest.approx(row["pages"] * row["new_tokens"]), row["name"]
+
+
+def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path, tiny_model):
     out, printed = tmp_path / "bench.json", []
-    rows = bench_command(json_out=str(out), echo=printed.append, log=lambda msg: None,
-                         model="tiny", pages=2, new_tokens=8, batch_size=2, device="cpu", warmup=False)
+    rows = bench_command(json_out=str(out), echo=printed.append, log=lambda msg: None, model=str(tiny_model),
+                         pages=2, new_tokens=8, batch_size=2, device="cpu", warmup=False, baseline_pages=1,
+                         host_step_budget=16, host_step_batches=(8,))
     by_name = {r["name"]: r for r in rows}
     assert set(ROWS) <= set(by_name)
     for name in ROWS:
-        assert by_name[name]["pages_per_s"] > 0, name
-    for name in ("baseline", "pageray", "pageray-unconstrained"):
+        assert by_name[name].get("pages_per_s", 1) > 0, name
+    assert by_name["baseline"]["pages"] == 1
+    for name in MODEL_ROWS:
         row = by_name[name]
-        assert row["pages"] == 2 and row["tokens_per_s"] > 0
         assert row["peak_mem_gib"] is None and row["gpu_busy"] is None  # n/a on CPU
-        assert row["tokens_per_s"] * row["wall_s"] == pytest.approx(2 * 8)  # fixed length, EOS ignored
-    assert by_name["pageray"]["vs_baseline"] > 0 and by_name["pageray"]["pct_of_floor"] > 0
+        assert row["host_ms_per_page"] > 0 and row["vs_baseline"] > 0 and row["pct_of_floor"] > 0
+        _fixed_length(row)  # exactly new_tokens per page, EOS ignored
+    for name in ("pageray-generate", "pageray"):
+        assert by_name[name]["ok"] == 2 and by_name[name]["host_ms_per_step"] > 0, name
+    assert by_name["pageray-unconstrained"]["wait_ms_per_step"] >= 0
     assert "constrained_overhead_pct" in by_name["pageray"]
-    assert by_name["cpu-stage"]["pages_per_cpu_s"] > 0 and by_name["floor"]["gflop_per_page"] > 0
+    assert by_name["host-step-b8"]["same_text"] is True
+    assert by_name["cpu-stage-new"]["pages_per_cpu_s"] > 0 and by_name["floor"]["gflop_per_page"] > 0
     assert len(printed) == 1 and all(name in printed[0] for name in ROWS)
     saved = json.loads(out.read_text())
     assert [r["name"] for r in saved["rows"]] == [r["name"] for r in rows]
     assert saved["options"]["new_tokens"] == 8
+    summary = saved["summary"]
+    assert summary["host_ms_per_page"]["today"] == by_name["pageray-generate"]["host_ms_per_page"]
+    assert summary["host_ms_per_page"]["new"] == by_name["pageray"]["host_ms_per_page"]
+    assert set(summary["host_ms_per_step"]["batch 8"]) == {"today", "new"}
+
+
+BLOCKED = ("pymupdf", "fitz", "ray", "mistral_common", "typer")  # not on the device machines
+
+
+@pytest.mark.slow  # a whole run of the script (~30 s on 2 cores); CI runs it
+def test_device_script_cpu_path(tmp_path, tiny_model):
+    """benchmarks/device_bench.py run, as on the GPU machine but on CPU with the tiny checkpoint,
+    and with the packages the device lacks made unimportable (xgrammar and the others it carries
+    as wheels stay: the wheels are what it installs there)."""
+    runner = ("import runpy, sys\n"
+              f"for m in {BLOCKED!r}: sys.modules[m] = None\n"
+              "sys.argv = sys.argv[1:]\n"
+              "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    env = {**os.environ, "OUT": str(tmp_path / "out")}
+    cmd = [sys.executable, "-c", runner, str(ROOT / "benchmarks" / "device_bench.py"), "run", "--cpu",
+           "--model", str(tiny_model), "--dir", str(tmp_path / "none"), "--results", str(tmp_path / "results"),
+           "--new-tokens", "8,12", "--pages", "2,1", "--baseline-pages", "1,1", "--host-step-budget", "8",
+           "--no-warmup"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = list((tmp_path / "results").glob("*-cpu.json"))
+    assert (tmp_path / "out" / result.name).read_text() == result.read_text()  # the copy that comes back
+    payload = json.loads(result.read_text())
+    configs = [(c["name"], c["new_tokens"]) for c in payload["configurations"]]
+    assert configs == [(name, n) for n in (8, 12) for name in MODEL_ROWS]
+    for c in payload["configurations"]:
+        assert c["pages_per_s"] > 0 and c["vs_baseline"] > 0 and c["pct_of_floor"] > 0
+        assert c["device"] == "cpu" and "gpu_busy" in c and "peak_mem_gib" in c
+        _fixed_length(c)
+    assert payload["environment"]["xgrammar"] and not payload["skipped"]
+    assert "pageray-unconstrained" in done.stdout  # the table is printed last

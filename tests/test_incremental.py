@@ -7,6 +7,7 @@ import time
 
 import duckdb
 import pytest
+from cheap import SMALL_RENDER
 
 from pipeline.config import RunConfig
 from pipeline.run import run_extraction
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def run(inputs, out, model, **kw):
     return run_extraction(RunConfig.build(inputs=[str(inputs)], out=str(out), schema_ref="transcribe",
-                                          model=str(model), max_new_tokens=24, batch_size=4, **kw))
+                                          model=str(model), max_new_tokens=24, batch_size=4, **{**SMALL_RENDER, **kw}))
 
 
 def rows(out):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, cluster_env, submit_job
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ def read(out: Path):
 
 def test_job_submit_succeeds_and_matches_pageray_extract(ray_head, samples, tiny_model, tmp_path):
     flags = [str(samples), "--schema", "invoice", "--model", str(tiny_model), "--max-new-tokens", "32",
-             "--batch-size", "4"]
+             "--batch-size", "4", *SMALL_RENDER_FLAGS]
     job, status = submit_job(ray_head, [*flags, "--out", str(tmp_path / "job-out")])
     assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
     local_env = {k: v for k, v in ray_head.env.items() if k != "RAY_ADDRESS"}

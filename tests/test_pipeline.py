@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cheap import SMALL_RENDER
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError
 from pipeline.run import run_extraction
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def config(inputs, out, model, **kw):
     values = dict(inputs=[str(i) for i in inputs], out=str(out), schema_ref="invoice", model=str(model),
-                  max_new_tokens=48, batch_size=4)
+                  max_new_tokens=48, batch_size=4, **SMALL_RENDER)
     values.update(kw)
     return RunConfig.build(**values)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cheap import SMALL_RENDER_FLAGS
 from processes import processes, wait_until
 
 
@@ -39,7 +40,7 @@ def start(inbox: Path, out: Path, model: Path, tag: str) -> subprocess.Popen:
     # so the test can end exactly those and nothing else on the machine.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {TAG: tag}
     return subprocess.Popen([PAGERAY, "extract", str(inbox), "--schema", "transcribe", "--out", str(out),
-                             "--model", str(model), "--max-new-tokens", "24", "--batch-size", "2"],
+                             "--model", str(model), "--max-new-tokens", "24", "--batch-size", "2", *SMALL_RENDER_FLAGS],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

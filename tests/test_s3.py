@@ -18,11 +18,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, cluster_env, free_port, submit_job
 
 pytestmark = pytest.mark.slow
 BUCKET = "pageray-test"
-FLAGS = ["--schema", "invoice", "--max-new-tokens", "16", "--batch-size", "2"]
+FLAGS = ["--schema", "invoice", "--max-new-tokens", "16", "--batch-size", "2", *SMALL_RENDER_FLAGS]
 
 
 def aws_env(endpoint: str) -> dict[str, str]:

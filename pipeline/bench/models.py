@@ -5,14 +5,10 @@ GPU box with no network and no weights can still measure the real shapes. Random
 no tensor shape and no FLOP count; they change the text, which matters only to the constrained
 decoder (which tokens, how soon a row's JSON closes).
 
-It needs a processor. The tiny build's 1,024-token tokenizer would be wrong twice: it spells the
-invoice prompt in ~1,860 tokens where a 32k BPE needs ~860 (prefill and KV cache 2x too big), and
-xgrammar's mask cost grows with the vocabulary. So a 32,000-token byte-level BPE is trained here
-in ~2 s on 10 MB of the Python standard library's source (3.6 characters per token on the invoice
-prompt), with Idefics2's special tokens, chat template and image_seq_len 64, and saved as a
-processor folder that loads through the same AutoProcessor path as a real checkpoint. Every id
-is < 32,000, a valid row of the 32,003-row embedding. A real Idefics2 processor (no weights
-needed) can be given instead (`processor=`).
+It is paired with Idefics2's real tokenizer (32,003 tokens, `extractors.tokenizer`), so that
+prompts (~1,200 tokens per invoice page), the grammar's masks and the per-step host costs are the
+real ones: `processor_folder` saves it as a processor folder, or `processor=` names one (a real
+Idefics2 checkpoint's, or one saved here and carried to a machine without mistral-common).
 """
 from __future__ import annotations
 
@@ -69,52 +65,25 @@ class BenchModel:
     device: str
     label: str
     tmp: Any = None          # keeps a temporary build folder alive
+    folder: str | None = None  # a checkpoint folder the pipeline can load (None: built in memory)
 
     @property
     def dtype_bytes(self) -> int:
         return self.model.dtype.itemsize
 
 
-def _stdlib_text(limit_bytes: int):
-    import sysconfig
+def processor_folder(out: Path) -> Path:
+    """A processor folder (tokenizer.json etc., no weights) with Idefics2's real 32,003-token
+    tokenizer, made here from the mistral-common wheel (`extractors.tiny`, which builds its
+    processor from `extractors.tokenizer`). Where mistral-common is not installed (the GPU
+    machines), pass a folder saved by this function instead (benchmarks/device_bench.py prepare)."""
+    from extractors.tiny import build_tiny_model
 
-    root = Path(sysconfig.get_paths()["stdlib"])
-    seen = 0
-    for path in sorted(root.rglob("*.py")):
-        if "test" in path.parts or "site-packages" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        seen += len(text)
-        yield text
-        if seen > limit_bytes:
-            return
-
-
-def build_bench_processor(out: Path, vocab_size: int = 32000, image_seq_len: int = 64) -> Path:
-    """A processor folder with a locally trained `vocab_size` byte-level BPE (see module doc)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Idefics2Processor, PreTrainedTokenizerFast
-    from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil
-
-    from extractors.loading import PROCESSOR_SIZE
-    from extractors.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(_stdlib_text(10_000_000), trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                  pad_token="<unk>", additional_special_tokens=SPECIAL_TOKENS[3:])
-    tok.chat_template = CHAT_TEMPLATE
-    images = Idefics2ImageProcessorPil(do_image_splitting=True, size=dict(PROCESSOR_SIZE))
-    Idefics2Processor(image_processor=images, tokenizer=tok, image_seq_len=image_seq_len,
-                      chat_template=CHAT_TEMPLATE).save_pretrained(out)
-    return Path(out)
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="pageray-bench-tiny-") as tmp:
+        processor = load_processor(ModelSpec(model=str(build_tiny_model(Path(tmp) / "tiny"))))
+        processor.save_pretrained(out)
+    return out
 
 
 def _baseline_processor(folder: str):
@@ -125,7 +94,7 @@ def _baseline_processor(folder: str):
 
 def build_bench_model(model: str, device: str = "auto", processor_source: str | None = None) -> BenchModel:
     """"tiny" (built into a temp dir), "random-8b" (GPU only), or a folder / hub id. For random-8b,
-    `processor_source` is a folder or hub id holding a real Idefics2 processor to pair it with."""
+    `processor_source` is a processor folder or hub id to pair it with (default: `processor_folder`)."""
     import torch
 
     from extractors.tiny import build_tiny_model
@@ -136,9 +105,10 @@ def build_bench_model(model: str, device: str = "auto", processor_source: str | 
         if model == "tiny":
             folder = str(build_tiny_model(Path(tmp.name) / "tiny"))
             net, processor, device = load_model(ModelSpec(model=folder, device=device, attn_implementation="sdpa"))
-            return BenchModel(net, processor, _baseline_processor(folder), device, "tiny (random)", tmp)
+            return BenchModel(net, processor, _baseline_processor(folder), device,
+                              "tiny (random, 32,003-token tokenizer)", tmp, folder)
         check_request(model, device)
-        folder = processor_source or str(build_bench_processor(Path(tmp.name) / "processor"))
+        folder = processor_source or str(processor_folder(Path(tmp.name) / "processor"))
         processor = load_processor(ModelSpec(model=folder))
         tok = processor.tokenizer
         config = idefics2_8b_config(tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
@@ -148,7 +118,7 @@ def build_bench_model(model: str, device: str = "auto", processor_source: str | 
         label = f"idefics2-8b shapes (random bf16, {len(tok)}-token tokenizer)"
         return BenchModel(net, processor, _baseline_processor(folder), device, label, tmp)
     net, processor, device = load_model(ModelSpec(model=model, device=device, attn_implementation="sdpa"))
-    return BenchModel(net, processor, _baseline_processor(model), device, model)
+    return BenchModel(net, processor, _baseline_processor(model), device, model, folder=model)
 
 
 def set_attention(model, implementation: str) -> str:
