@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from extractors.decoding import JsonGrammar, RowResult, apply_plan, chosen_logprobs
+from extractors.decoding import JsonGrammar, apply_plan, chosen_logprobs
 
 
 @dataclass

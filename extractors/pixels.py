@@ -5,7 +5,7 @@ single-threaded fp32 numpy per page, and it ran on the GPU actor, which waited f
 falls apart cleanly. Splitting into quarters and the PIL BILINEAR resize act on uint8 pixels and
 give uint8 pixels, so they run where the page is rendered (`model_crops`, `PreparePixels`) and
 travel as one bytes cell per page (`pack_crops`). Rescale and normalize are elementwise, so the
-GPU actor does them on the device (`normalize`, `pixel_values`) in the processor's exact float
+GPU actor does them on the device (`normalize`) in the processor's exact float
 order: float64 multiply, float32 cast, float32 (x - mean) / std. The result is bit for bit the
 processor's `pixel_values`; tests/test_pixels.py proves it against the real processor on real pages.
 
@@ -182,24 +182,3 @@ def normalize(crops_u8, rescale_factor: float, mean, std, dtype=None):
         x = crops_u8[i:i + step].permute(0, 3, 1, 2).to(torch.float64) * float(rescale_factor)
         out[i:i + step].copy_((x.to(torch.float32) - m) / s)
     return out
-
-
-def pixel_values(pages: Sequence[Sequence[np.ndarray]], rescale_factor: float, mean, std, dtype=None, device="cpu"):
-    """A batch's (pixel_values (B, N, 3, H, W), pixel_attention_mask (B, N, H, W)) as the processor pads
-    them: every crop to the batch's largest height and width, every page to its most crops, zeros outside."""
-    import torch
-
-    n = max(len(p) for p in pages)
-    hmax = max(c.shape[0] for p in pages for c in p)
-    wmax = max(c.shape[1] for p in pages for c in p)
-    host = np.zeros((len(pages), n, hmax, wmax, 3), dtype=np.uint8)
-    mask = np.zeros((len(pages), n, hmax, wmax), dtype=bool)
-    for b, crops in enumerate(pages):
-        for i, crop in enumerate(crops):
-            host[b, i, :crop.shape[0], :crop.shape[1]] = crop
-            mask[b, i, :crop.shape[0], :crop.shape[1]] = True
-    host, mask = torch.from_numpy(host), torch.from_numpy(mask)
-    host, mask = host.to(device), mask.to(device)
-    values = normalize(host.view(-1, hmax, wmax, 3), rescale_factor, mean, std, dtype)
-    values = values.view(len(pages), n, 3, hmax, wmax).masked_fill_(~mask.unsqueeze(2), 0)
-    return values, mask.long()

@@ -22,7 +22,6 @@ from extractors.pixels import (
     model_crops,
     normalize,
     pack_crops,
-    pixel_values,
     processor_constants,
     resize_output_size,
     unpack_crops,
@@ -111,18 +110,6 @@ def test_crops_normalized_equal_the_processor(pages, name, split):
         mask = expected["pixel_attention_mask"][0, i]
         assert int(mask.sum()) == h * w and bool(mask[:h, :w].all())
         assert not ref[:, h:, :].any() and not ref[:, :, w:].any()
-
-
-def test_pixel_values_batch_matches_the_processor_including_padding(pages):
-    proc = _processor(True)
-    batch = [pages["letter"], pages["landscape"], pages["tiny_png"]]
-    expected = proc(images=[[_reference_pil(p)] for p in batch], return_tensors="pt")
-    rescale, mean, std, _ = processor_constants(proc)
-    values, mask = pixel_values([model_crops(p, True) for p in batch], rescale, mean, std)
-    assert torch.equal(values, expected["pixel_values"]) and torch.equal(mask, expected["pixel_attention_mask"])
-    bf16, _ = pixel_values([model_crops(pages["letter"], False)], rescale, mean, std, dtype=torch.bfloat16)
-    whole = _processor(False)(images=[[_reference_pil(pages["letter"])]], return_tensors="pt")["pixel_values"]
-    assert bf16.dtype == torch.bfloat16 and torch.equal(bf16, whole.to(torch.bfloat16))
 
 
 def test_normalize_chunks_like_one_pass(monkeypatch):

@@ -4,6 +4,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.bench.harness import BenchOptions
 
 
 def summary(rows: list[dict]) -> dict:
