@@ -51,7 +51,7 @@ def _given(**values) -> dict:
 @app.command()
 def extract(
     inputs: List[str] = typer.Argument(..., help="PDF/image files, folders or s3:// prefixes"),
-    schema_ref: str = typer.Option(..., flag("schema_ref"), help="built-in name (see `pageray schemas list`) or YAML/JSON file"),
+    schema_ref: str = typer.Option(..., flag("schema_ref"), help="built-in name (see `pageray schemas list`), a YAML/JSON schema file (plain JSON Schema too), or a Pydantic model: models.py:Class or package.module:Class"),
     out: str = typer.Option(..., "--out", help="output folder or s3:// prefix"),
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
     batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "

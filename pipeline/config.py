@@ -46,7 +46,7 @@ class RunConfig(BaseModel):
 
     inputs: list[str] = Field(min_length=1, description="files, folders or s3:// prefixes", **_flag("INPUT"))
     out: str = Field(description="output folder or s3:// prefix")
-    schema_ref: str = Field(description="built-in schema name or path to a YAML/JSON schema file", **_flag("--schema"))
+    schema_ref: str = Field(description="built-in schema name, a YAML/JSON schema file (pageray's or a plain JSON Schema), or a Pydantic model as models.py:Class / package.module:Class", **_flag("--schema"))
     model: str = DEFAULT_MODEL
     run_id: str = Field(default_factory=new_run_id)
 

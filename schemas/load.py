@@ -3,10 +3,14 @@
 Schema files are untrusted: the size is checked before parsing, YAML is read with
 `yaml.safe_load` only (no tags that build Python objects), and every key is accounted for.
 File format: a mapping with `name`, `version`, `description` and `schema` (the JSON Schema
-of the fields).
+of the fields), or a plain JSON Schema as `model_json_schema()` or another generator writes it
+(name from its `title` or the file name, description from its `description`, version from its
+hash). Either way generator constructs ($ref, Optional's anyOf, const) are first rewritten
+into pageray's dialect (schemas.jsonschema), then checked as usual.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -14,7 +18,10 @@ from typing import Any
 
 import yaml
 
-from schemas.model import ExtractionSchema, SchemaError
+from schemas import pydantic_models
+from schemas.jsonschema import normalize
+from schemas.model import ExtractionSchema, SchemaError, _label, format_problems
+from schemas.plain_json import canonical_json, json_value_problems
 
 MAX_FILE_BYTES = 256 * 1024
 FILE_KEYS = ("name", "version", "description", "schema")
@@ -27,16 +34,33 @@ def list_builtin() -> list[str]:
                   if p.name.endswith(".json"))
 
 
-def load_schema(spec: str) -> ExtractionSchema:
-    """A built-in schema by name, or the schema in a .json / .yaml / .yml file at path `spec`.
+def load_schema(spec: str | type) -> ExtractionSchema:
+    """A built-in schema by name, the schema in a .json / .yaml / .yml file at path `spec`, or
+    a Pydantic (v2) model: the class itself, or "path/to/models.py:Invoice" /
+    "package.module:Invoice".
 
-    A built-in name wins over a file of the same name in the working directory.
+    A built-in name wins over a file of the same name in the working directory. A model's name
+    is its class name slugified (LineItem -> line_item), its description its docstring, its
+    version its `__version__` class attribute or else a hash of its schema.
+
+    Security: a "module:Class" spec IMPORTS that module, which runs its code in this process
+    with this process's permissions. Only the explicit ":Class" form does that; a plain path
+    is only ever read as data. Use it for models you trust.
     """
+    if not isinstance(spec, str):
+        document, name, description, version = pydantic_models.model_document(
+            spec, getattr(spec, "__name__", repr(spec)))
+        return _from_plain(document, getattr(spec, "__name__", "model"),
+                           pydantic_models.slug(name), description, version)
     if spec in list_builtin():
         builtin = _builtin_dir() / f"{spec}.json"
         return _from_document(_parse(builtin.read_text(encoding="utf-8"), ".json", spec),
                               f"built-in schema {spec!r}")
     path = Path(spec)
+    if not path.is_file() and pydantic_models.is_model_spec(spec):
+        model = pydantic_models.import_model(spec)
+        document, name, description, version = pydantic_models.model_document(model, spec)
+        return _from_plain(document, spec, pydantic_models.slug(name), description, version)
     if not path.is_file() and (path.suffix.lower() in SUFFIXES or len(path.parts) > 1):
         raise SchemaError(f"schema file {spec!r} not found (and it is no built-in name: "
                           f"{', '.join(list_builtin())})")
@@ -69,7 +93,42 @@ def load_schema_file(path: Path) -> ExtractionSchema:
     except UnicodeDecodeError as exc:
         raise SchemaError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                           "save the file as UTF-8") from None
-    return _from_document(_parse(text, suffix, str(path)), str(path))
+    document = _parse(text, suffix, str(path))
+    if is_plain_json_schema(document):
+        title = document.get("title")
+        name = pydantic_models.slug(title if isinstance(title, str) and title.strip()
+                                    else path.stem)
+        return _from_plain(document, str(path), name, document.get("description"), None)
+    return _from_document(document, str(path))
+
+
+def is_plain_json_schema(document: Any) -> bool:
+    """A JSON Schema without pageray's wrapper (no `schema`, `name` or `version` key)."""
+    return isinstance(document, dict) and not any(k in document for k in ("schema", "name",
+                                                                          "version")) \
+        and any(k in document for k in ("type", "properties", "$defs", "definitions",
+                                        "$schema", "$ref", "title"))
+
+
+def _from_plain(document: Any, where: str, name: str, description: Any,
+                version: str | None) -> ExtractionSchema:
+    """A plain JSON Schema (a file or a model's dump): rewritten, then the usual checks."""
+    problems = json_value_problems(document)
+    if not problems:
+        json_schema, problems = normalize(document, generated=True)
+    if problems:
+        raise SchemaError(f"{where}: {format_problems(name, problems)}")
+    if not isinstance(description, str) or not description.strip():
+        raise SchemaError(f"{where}: {name}: the JSON Schema has no top-level 'description'; "
+                          "add one (for a Pydantic model: a docstring), it tells the model "
+                          "what the page is read for")
+    if version is None:
+        version = hashlib.sha256(canonical_json(json_schema).encode("utf-8")).hexdigest()[:8]
+    try:
+        return ExtractionSchema(name=name, version=version, description=description,
+                                json_schema=json_schema)
+    except SchemaError as exc:
+        raise SchemaError(f"{where}: {exc}") from None
 
 
 def _parse(text: str, suffix: str, where: str) -> Any:
@@ -110,10 +169,16 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
     if missing:
         raise SchemaError(f"{where}: missing top-level key(s) {', '.join(missing)}; a schema "
                           f"file needs all of {', '.join(FILE_KEYS)}")
+    json_schema = document["schema"]
+    if isinstance(json_schema, dict) and not json_value_problems(json_schema):
+        # Hand-written files keep their annotations; only generator constructs are rewritten.
+        json_schema, problems = normalize(json_schema, generated=False)
+        if problems:
+            raise SchemaError(f"{where}: {format_problems(_label(document['name']), problems)}")
     try:
         return ExtractionSchema(name=document["name"], version=document["version"],
                                 description=document["description"],
-                                json_schema=document["schema"])
+                                json_schema=json_schema)
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
 
