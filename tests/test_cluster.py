@@ -22,7 +22,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, cluster_env
 
 pytestmark = pytest.mark.slow
@@ -75,7 +74,7 @@ def test_pages_are_extracted_on_both_nodes(two_nodes, samples, tiny_model, tmp_p
     t0 = time.monotonic()
     run = subprocess.run(
         [str(BIN / "pageray"), "extract", str(docs), "--schema", "invoice", "--model", str(tiny_model),
-         "--max-new-tokens", "16", "--batch-size", "2", *SMALL_RENDER_FLAGS, "--out", str(out)],
+         "--max-new-tokens", "16", "--batch-size", "2", "--out", str(out)],
         env={**cluster.env, "RAY_ADDRESS": cluster.gcs_address}, cwd=tmp_path,
         capture_output=True, text=True, timeout=300)
     print(f"pageray extract on the cluster: {time.monotonic() - t0:.0f} s")
