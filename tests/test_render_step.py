@@ -110,3 +110,16 @@ def test_with_split_pages_leave_as_the_models_crops(tmp_path):
         image = np.frombuffer(before["image"], np.uint8).reshape(before["image_height"], before["image_width"], 3)
         for ours, expected in zip(unpack_crops(after["pixels"], after["crop_shapes"]), model_crops(image, True)):
             assert np.array_equal(ours, expected)
+
+
+def test_a_page_that_cannot_be_prepared_is_a_row(tmp_path):
+    pdf = tmp_path / "one.pdf"
+    pdf.write_bytes(mupdf_pdf(1))
+
+    def short_image(data, name):  # a renderer whose image does not match its stated size
+        for page in iter_render(data, name, LIMITS):
+            yield {**page, "image": page["image"][:-3]}
+
+    rows = rows_of(RenderPages("run-1", LIMITS, renderer=short_image, split=True)(plan_batch(pdf)))
+    assert [(r["status"], r["pixels"], r["image"]) for r in rows] == [("render_error", None, None)]
+    assert rows[0]["error"].startswith("page 1: preparing it for the model failed: ValueError")

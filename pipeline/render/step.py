@@ -53,9 +53,9 @@ class RenderPages:
         without: list[dict] = []
         for doc in batch_to_rows(batch):
             for page in self.pages(doc):
-                if page.get("image") is not None:
-                    if self.prepare is not None:
-                        page = self.prepare.page(page)
+                if page.get("image") is not None and self.prepare is not None:
+                    page = self._prepared(page)
+                if page.get("image") is not None or page.get("pixels") is not None:
                     with_image.append(page)
                     if len(with_image) >= self.images_per_batch:
                         yield rows_to_columns(with_image)
@@ -68,6 +68,14 @@ class RenderPages:
         for rows in (with_image, without):
             if rows:
                 yield rows_to_columns(rows)
+
+    def _prepared(self, page: dict) -> dict:
+        """The page as the model's crops; one that cannot be cut is a row, not a dead render task."""
+        try:
+            return self.prepare.page(page)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here belongs to this page
+            return {**page, "image": None, "status": Status.RENDER_ERROR.value,
+                    "error": f"page {page.get('page_index', 0) + 1}: preparing it for the model failed: {describe(exc)}"}
 
     def pages(self, doc: Mapping[str, Any]) -> Iterator[dict]:
         started = time.perf_counter()
