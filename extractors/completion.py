@@ -1,7 +1,8 @@
 """Shortest schema-valid completion of a truncated, compact JSON generation.
 
 When a row's token budget is about to run out mid-document, the decoder stops sampling and forces
-`shortest_completion(schema, generated)`: the bytes that close open strings, arrays and objects and
+`shortest_completion(schema, generated)` (computed incrementally by `extractors.closer`, for
+which this function is the reference): the bytes that close open strings, arrays and objects and
 fill the remaining required keys with minimal values (null for nullable values, "", 0, false, [],
 the shortest enum value that extends what was written), so the truncated output is still a
 document that the xgrammar grammar for `schema` accepts.
