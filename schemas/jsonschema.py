@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any
 
 from schemas.patterns import DATE_PATTERN
+from schemas.validate import located
 
 MAX_NODES = 20_000
 MAX_NESTING = 64
@@ -46,8 +47,7 @@ class _Walk:
     too_big: bool = False
 
     def add(self, path: str, message: str) -> None:
-        where = f"field '{path}'" if path else "schema root"
-        self.problems.append(f"{where}: {message}")
+        self.problems.append(located(path, message))
 
 
 def normalize(document: dict[str, Any], *, generated: bool) -> tuple[dict[str, Any], list[str]]:

@@ -51,6 +51,12 @@ def _hint(keyword: str) -> str:
     return "remove it (supported keywords: " + ", ".join(sorted(KEYWORDS)) + ")"
 
 
+def located(path: str, message: str) -> str:
+    """A schema problem as every refusal words it: where, then what."""
+    where = f"field '{path}'" if path else "schema root"
+    return f"{where}: {message}"
+
+
 @dataclasses.dataclass
 class _Walk:
     """State of one validation pass (never shared between passes)."""
@@ -60,8 +66,7 @@ class _Walk:
     over_field_limit: bool = False
 
     def add(self, path: str, message: str) -> None:
-        where = f"field '{path}'" if path else "schema root"
-        self.problems.append(f"{where}: {message}")
+        self.problems.append(located(path, message))
 
 
 def field_problems(json_schema: Any) -> list[str]:

@@ -19,25 +19,8 @@ from extractors.closer import Closer
 from extractors.completion import literal_for, min_instance, shortest_completion
 from extractors.partial_json import INTEGER, NUMBER
 from schemas import generation_schema, list_builtin, load_schema
-from schemas.patterns import DATE_PATTERN
 
-S = {"type": "string"}
-D = {"type": "string", "pattern": DATE_PATTERN}
-N = {"type": "number"}
-I = {"type": "integer"}
-B = {"type": "boolean"}
-
-
-def obj(**props) -> dict:
-    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
-
-
-def arr(items: dict) -> dict:
-    return {"type": "array", "items": items}
-
-
-def null(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
+from schema_builders import B, D, I, N, S, arr, null, obj  # noqa: E402,F401
 
 
 BUILTIN = {name: generation_schema(load_schema(name)) for name in list_builtin()}

@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extractors.completion import literal_for, max_completion_len, min_instance, shortest_completion
-from schemas.patterns import DATE_PATTERN
 
 # ---------------------------------------------------------------- the oracle
 
@@ -67,23 +66,7 @@ def assert_valid_completion(schema: dict, prefix: bytes) -> bytes:
 
 # ---------------------------------------------------------------- schemas
 
-S = {"type": "string"}
-D = {"type": "string", "pattern": DATE_PATTERN}
-N = {"type": "number"}
-I = {"type": "integer"}
-B = {"type": "boolean"}
-
-
-def obj(**props) -> dict:
-    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
-
-
-def arr(items: dict) -> dict:
-    return {"type": "array", "items": items}
-
-
-def null(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
+from schema_builders import B, D, I, N, S, arr, null, obj  # noqa: E402,F401
 
 
 INVOICE = obj(
