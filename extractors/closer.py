@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from extractors.completion import _date, _enum, _is_date, _nullable, _object_parts, min_instance
+from extractors import grammar_leaf
+from extractors.completion import _counted, _date, _enum, _is_date, _nullable, _object_parts, min_instance
 from extractors.partial_json import _HEX, _PLAIN, _SIMPLE_ESCAPES, INTEGER, NUMBER, _utf8_lead, literal_for, number
 
 _BARE = bytes(c in b"-+.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in range(256))
@@ -29,7 +30,7 @@ _CACHE: dict = {}  # id(schema) -> (schema, node); holding the schema keeps its 
 
 class _Node:
     """A compiled schema node: its kind, minimal instance and what its frames need."""
-    __slots__ = ("kind", "min", "parts", "rest", "sub", "lex")
+    __slots__ = ("kind", "min", "parts", "rest", "sub", "lex", "least", "most")
 
     def __init__(self, schema: dict, memo: dict):
         memo[id(schema)] = self
@@ -39,12 +40,16 @@ class _Node:
             self.kind, self.sub = "nullable", sub(_nullable(schema))
         elif "enum" in schema:
             self.kind, self.lex = "short", partial(_enum, [literal_for(v) for v in schema["enum"]])
+        elif grammar_leaf.is_leaf(schema):
+            self.kind, self.lex = "short", partial(grammar_leaf.scan, schema)
+        elif _counted(schema):
+            self.kind, self.least, self.most = "counted", schema.get("minLength", 0), schema.get("maxLength")
         elif self.kind == "object":
             self.parts = [p if isinstance(p, bytes) else sub(p) for p in _object_parts(schema)]
             pieces = [p if isinstance(p, bytes) else p.min for p in self.parts]
             self.rest = [b"".join(pieces[i:]) for i in range(len(pieces) + 1)]
         elif self.kind == "array":
-            self.sub = sub(schema["items"])
+            self.sub, self.least, self.most = sub(schema["items"]), schema.get("minItems", 0), schema.get("maxItems")
         elif self.kind in ("number", "integer"):
             self.kind, self.lex = "short", partial(number, grammar=NUMBER if self.kind == "number" else INTEGER)
         elif self.kind == "string" and _is_date(schema):
@@ -60,7 +65,9 @@ def _start(node: _Node, byte: int, after: bytes):
     elif node.kind == "object":
         frame = _Seq(node.parts, node.rest)
     elif node.kind == "array":
-        frame = _Array(node.sub)
+        frame = _Array(node.sub, node.least, node.most)
+    elif node.kind == "counted":
+        frame = _Counted(node.least, node.most)
     elif node.kind == "short":
         frame = _Short(node.lex, byte != 0x22)
     else:
@@ -104,10 +111,12 @@ class _Seq:
 
 
 class _Array:
-    __slots__ = ("item", "state", "after")  # state: 0 before "[", 1 after "[", 2 after an item, 3 after ","
+    """state: 0 before "[", 1 after "[", 2 after an item, 3 after ","; `count` items begun, of
+    the `least` (minItems) that the tail must reach with minimal items, `most` (maxItems) at most."""
+    __slots__ = ("item", "state", "least", "most", "count", "after")
 
-    def __init__(self, item):
-        self.item, self.state = item, 0
+    def __init__(self, item, least=0, most=None):
+        self.item, self.state, self.least, self.most, self.count = item, 0, least, most, 0
 
     def step(self, stack, data, pos):
         byte, state = data[pos], self.state
@@ -116,15 +125,64 @@ class _Array:
         if state == 0 or state == 2 and byte == 0x2C:
             self.state = state + 1
         elif state != 3 and byte == 0x5D:
+            if self.count < self.least:
+                raise ValueError(f"an array of at least {self.least} items closed after {self.count}")
             stack.pop()
+        elif self.count == self.most:
+            raise ValueError(f"an array of at most {self.most} items gets another")
         else:
-            self.state = 2
-            stack.append(_start(self.item, byte, b"]"))
+            self.state, self.count = 2, self.count + 1
+            stack.append(_start(self.item, byte, self._more(self.count)))
             return pos
         return pos + 1
 
+    def _more(self, count):
+        return (b"," + self.item.min) * max(0, self.least - count) + b"]"
+
     def tail(self):
-        return self.item.min + b"]" if self.state == 3 else b"]"
+        if self.state == 3 or self.state == 1 and self.least:
+            return self.item.min + self._more(self.count + 1)
+        return self._more(self.count)
+
+
+class _Counted:
+    """completion.counted_string a byte at a time: raw characters, `count` of the `least`
+    (minLength) begun, at most `most` (maxLength), `need` more bytes of a UTF-8 character (the
+    next in `lo`..`hi`)."""
+    __slots__ = ("least", "most", "count", "need", "lo", "hi", "open", "after")
+
+    def __init__(self, least, most=None):
+        self.least, self.most, self.count, self.need, self.open = least, most, 0, 0, False
+
+    def step(self, stack, data, pos):
+        if not self.open:
+            if data[pos] != 0x22:
+                raise ValueError(f"expected b'\"', got {bytes(data[pos:pos + 1])!r}")
+            self.open = True
+            return pos + 1
+        for pos in range(pos, len(data)):
+            byte = data[pos]
+            if self.need:
+                if not self.lo <= byte <= self.hi:
+                    raise ValueError(f"invalid UTF-8 continuation {byte:#04x}")
+                self.need, self.lo, self.hi = self.need - 1, 0x80, 0xBF
+            elif byte == 0x22:
+                if self.count < self.least:
+                    raise ValueError(f"a string of at least {self.least} characters closed early")
+                stack.pop()
+                return pos + 1
+            elif byte in b"\\\r\n" or self.count == self.most:
+                raise ValueError(f"byte {byte:#04x} cannot continue a length-limited string")
+            else:
+                self.count += 1
+                if byte >= 0x80:
+                    length, self.lo, self.hi = _utf8_lead(byte)
+                    self.need = length - 1
+        return len(data)
+
+    def tail(self):
+        cut = bytes([self.lo]) + b"\x80" * (self.need - 1) if self.need else b""
+        return cut + b"0" * max(0, self.least - self.count) + b'"'
 
 
 class _String:

@@ -7,9 +7,12 @@ fill the remaining required keys with minimal values (null for nullable values, 
 the shortest enum value that extends what was written), so the truncated output is still a
 document that the xgrammar grammar for `schema` accepts.
 
-`schema` is a normalized JSON Schema: objects list every property as required, in order, with
-additionalProperties false; arrays; strings and DATE_PATTERN dates; enums of strings and numbers;
-numbers, integers, booleans; and `anyOf: [X, {"type": "null"}]`. The grammar is the one xgrammar
+`schema` is a normalized JSON Schema (`schemas.generation`): objects list every property as
+required, in order, with additionalProperties false; arrays, with minItems/maxItems; strings,
+DATE_PATTERN dates, strings with minLength/maxLength (which xgrammar writes raw: no escapes);
+enums of strings and numbers; numbers, integers, booleans; and `anyOf: [X, {"type": "null"}]`.
+Scalars with a pattern, a format or a numeric bound are closed by the grammar engine itself
+(`extractors.grammar_leaf`). The grammar is the one xgrammar
 compiles with `any_whitespace=False, separators=(",", ":")`; `extractors.partial_json` has the
 lexical details it mirrors. A prefix that no accepted document begins with raises ValueError.
 
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import re
 
-from extractors.partial_json import INTEGER, NUMBER, Step, bare_token, literal, literal_for, number, string
+from extractors import grammar_leaf
+from extractors.partial_json import INTEGER, NUMBER, Step, _utf8_lead, bare_token, literal, literal_for, number, string
 from schemas.patterns import DATE_PATTERN
 
 __all__ = ["literal_for", "max_completion_len", "min_instance", "shortest_completion"]
@@ -44,9 +48,15 @@ def min_instance(schema: dict) -> bytes:
         return b"null"
     if "enum" in schema:
         return min((literal_for(v) for v in schema["enum"]), key=len)
+    if grammar_leaf.is_leaf(schema):
+        return grammar_leaf.leaf_for(schema).min
     kind = schema.get("type")
     if kind == "object":
         return b"".join(p if isinstance(p, bytes) else min_instance(p) for p in _object_parts(schema))
+    if kind == "array" and schema.get("minItems"):
+        return b"[" + b",".join([min_instance(schema["items"])] * schema["minItems"]) + b"]"
+    if _counted(schema):
+        return b'"' + b"0" * schema.get("minLength", 0) + b'"'
     if kind == "string":
         return b'"' + _DATE_TEMPLATES[0].encode() + b'"' if _is_date(schema) else b'""'
     if kind in _SIMPLE_MIN:
@@ -61,7 +71,11 @@ def max_completion_len(schema: dict) -> int:
         return max(4, max_completion_len(_nullable(schema)))
     if "enum" in schema:
         return max(len(literal_for(v)) for v in schema["enum"])
+    if grammar_leaf.is_leaf(schema):
+        return grammar_leaf.leaf_for(schema).max_tail()
     kind = schema.get("type")
+    if _counted(schema):  # a cut 4-byte character, the missing characters, the quote
+        return 4 + schema.get("minLength", 0)
     if kind == "object":  # cut inside part i: its worst tail, then the minimal rest
         worst = rest = 0
         for part in reversed(_object_parts(schema)):
@@ -69,8 +83,9 @@ def max_completion_len(schema: dict) -> int:
             worst = max(worst, rest + (len(part) if fixed else max_completion_len(part)))
             rest += len(part) if fixed else len(min_instance(part))
         return worst
-    if kind == "array":  # a cut item and "]"; after "," a minimal item and "]"
-        return max(2, max_completion_len(schema["items"]) + 1)
+    if kind == "array":  # a cut item and "]"; after "," a minimal item and "]"; minItems more
+        more = schema.get("minItems", 0) * (len(min_instance(schema["items"])) + 1)
+        return max(2, max_completion_len(schema["items"]) + 1) + more
     if kind == "string":  # a date: quotes and ten characters; else a cut \uD8 escape: 00\udc00"
         return 12 if _is_date(schema) else 9
     return len(min_instance(schema))
@@ -97,10 +112,12 @@ def _nullable(schema: dict) -> dict:
 
 
 def _is_date(schema: dict) -> bool:
-    pattern = schema.get("pattern")
-    if pattern not in (None, DATE_PATTERN):
-        raise ValueError(f"unsupported string pattern {pattern!r}")
-    return pattern is not None
+    return schema.get("pattern") == DATE_PATTERN and "format" not in schema
+
+
+def _counted(schema: dict) -> bool:
+    """A string with minLength or maxLength (and no pattern or format: those are leaves)."""
+    return schema.get("type") == "string" and ("minLength" in schema or "maxLength" in schema)
 
 
 def _object_parts(schema: dict) -> list:
@@ -122,11 +139,15 @@ def _value(schema: dict, data: bytes, pos: int) -> Step:
         return literal(data, pos, b"null") if data[pos] == ord("n") else _value(inner, data, pos)
     if "enum" in schema:
         return _enum([literal_for(v) for v in schema["enum"]], data, pos)
+    if grammar_leaf.is_leaf(schema):
+        return grammar_leaf.scan(schema, data, pos)
     kind = schema.get("type")
     if kind == "object":
         return _sequence(_object_parts(schema), data, pos)
     if kind == "array":
-        return _array(schema["items"], data, pos)
+        return _array(schema["items"], data, pos, schema.get("minItems", 0), schema.get("maxItems"))
+    if _counted(schema):
+        return counted_string(data, pos, schema.get("minLength", 0), schema.get("maxLength"))
     if kind == "string":
         return _date(data, pos) if _is_date(schema) else string(data, pos)
     if kind in ("number", "integer"):
@@ -147,22 +168,60 @@ def _sequence(parts: list, data: bytes, pos: int) -> Step:
     return pos, None
 
 
-def _array(items: dict, data: bytes, pos: int) -> Step:
+def _array(items: dict, data: bytes, pos: int, least: int = 0, most: int | None = None) -> Step:
     pos, _ = literal(data, pos, b"[")
+    more = lambda count: (b"," + min_instance(items)) * max(0, least - count) + b"]"  # noqa: E731
+    count = 0
     if data[pos : pos + 1] == b"]":
+        if least:
+            raise ValueError(f"an array of at least {least} items closed empty at byte {pos}")
         return pos + 1, None
     while pos < len(data):  # an item starts here (after "[" or ",")
+        if most is not None and count == most:
+            raise ValueError(f"an array of at most {most} items gets another at byte {pos}")
         pos, tail = _value(items, data, pos)
+        count += 1
         if tail is not None:
-            return pos, tail + b"]"
+            return pos, tail + more(count)
         if data[pos : pos + 1] == b"]":
+            if count < least:
+                raise ValueError(f"an array of at least {least} items closed after {count}")
             return pos + 1, None
         if pos == len(data):  # the array may end after any item
             break
         pos, _ = literal(data, pos, b",")
         if pos == len(data):
-            return pos, min_instance(items) + b"]"
-    return pos, b"]"
+            return pos, min_instance(items) + more(count + 1)
+    if not count:  # the input ended right after "["
+        return pos, min_instance(items) + more(1) if least else b"]"
+    return pos, more(count)
+
+
+def counted_string(data: bytes, pos: int, least: int, most: int | None = None) -> Step:
+    """A string with a length limit, as xgrammar writes it: raw characters other than '"',
+    '\\', CR and LF (no escapes; other controls pass), counted in code points."""
+    pos, _ = literal(data, pos, b'"')
+    i, n, count = pos, len(data), 0
+    while i < n:
+        byte = data[i]
+        if byte == 0x22:
+            if count < least:
+                raise ValueError(f"a string of at least {least} characters closed after {count}")
+            return i + 1, None
+        if byte in b"\\\r\n" or count == most:
+            raise ValueError(f"byte {byte:#04x} at {i} cannot continue a length-limited string")
+        count, length = count + 1, 1
+        if byte >= 0x80:
+            length, low, high = _utf8_lead(byte)
+            for k, cont in enumerate(data[i + 1 : i + length]):
+                if not (low if k == 0 else 0x80) <= cont <= (high if k == 0 else 0xBF):
+                    raise ValueError(f"invalid UTF-8 continuation {cont:#04x} at byte {i + 1 + k}")
+            if i + length > n:
+                have = n - i - 1
+                cut = bytes([low if have == 0 else 0x80]) + b"\x80" * (length - 2 - have)
+                return n, cut + b"0" * max(0, least - count) + b'"'
+        i += length
+    return n, b"0" * max(0, least - count) + b'"'
 
 
 def _enum(literals: list, data: bytes, pos: int) -> Step:

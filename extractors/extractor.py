@@ -11,6 +11,7 @@ host work with the forward pass (`extractors.decode_loop`). A row that carries o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from pipeline.config import default
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
 from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
+from schemas.budget import effective_budget
 
 
 @dataclass(frozen=True)
 class ExtractSettings:
     batch_size: int | str = default("batch_size")  # or "auto": extractors.batching
-    max_new_tokens: int = default("max_new_tokens")
+    max_new_tokens: int | None = default("max_new_tokens")  # None: the schema's (schemas.budget)
     page_time_limit_s: float | None = default("page_time_limit_s")
 
 
@@ -72,6 +74,10 @@ class ExtractFields:
                  loaded: tuple | None = None):
         """`loaded`: (model, processor, device) already in memory, as the benchmark holds them;
         by default `spec` is loaded (once per actor)."""
+        # Resolved here too, by the same rule as a run (RunConfig.with_budget), for callers that
+        # build ExtractSettings themselves: everything below sees a number.
+        tokens, _ = effective_budget(settings.max_new_tokens, schema)
+        settings = dataclasses.replace(settings, max_new_tokens=tokens)
         self.spec, self.schema, self.settings = spec, schema, settings
         self.model, self.processor, self.device = loaded if loaded is not None else load_model(spec)
         self.out_schema = output_schema(arrow_type(schema))
@@ -158,7 +164,8 @@ class ExtractFields:
         status = Status.GENERATION_TIMEOUT if res.timed_out else Status.OK
         out = {"raw_text": res.text, "truncated": res.truncated}
         try:
-            value = _clean_text(json.loads(res.text))
+            # strict=False: xgrammar writes length-limited strings raw, control characters too.
+            value = _clean_text(json.loads(res.text, strict=False))
         except ValueError as exc:
             return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": describe(exc)}
         fields, errors = coerce(self.schema, value)

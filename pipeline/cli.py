@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from extractors.batching import CPU_BATCH
-from pipeline.config import RunConfig, default, flag
+from pipeline.config import default, flag
 from pipeline.errors import FatalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PDF folders -> Idefics2 on Ray -> typed Parquet")
@@ -33,7 +33,10 @@ def print_summary(record: dict) -> None:
     typer.echo(f"  documents: {kinds}; with errors {record.get('documents_with_errors', 0)}")
     if plan.get("passed_over"):
         typer.echo(f"  passed over by the listing: {json.dumps(plan['passed_over'], sort_keys=True)}")
-    typer.echo(f"  pages: {record.get('pages', 0)}  by status: {json.dumps(counts, sort_keys=True)}")
+    typer.echo(f"  pages: {record.get('pages', 0)}  by status: {json.dumps(counts, sort_keys=True)}"
+               f"  truncated: {record.get('truncated', 0)}")
+    for note in record.get("notes", []):
+        typer.echo(f"  {note}")
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
 
 
@@ -56,7 +59,7 @@ def extract(
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
     batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "
                                         f"{CPU_BATCH} on CPU)"),
-    max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page"),
+    max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page (default: from the schema)"),
     dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
     quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),
     attn_implementation: Optional[str] = _option("attn_implementation", "auto|sdpa|flash_attention_2|eager"),
@@ -81,13 +84,11 @@ def extract(
                                "--render-timeout (repeatable)"),
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
-    from pipeline.run import run_extraction
+    from pipeline.api import extract as run
 
-    values = _given(**{k: v for k, v in locals().items() if k != "run_extraction"})
-    try:
-        config = RunConfig.build(**values)
-        config.extraction_schema()  # a bad schema is refused before any work
-        record = run_extraction(config)
+    values = _given(**{k: v for k, v in locals().items() if k != "run"})
+    try:  # the Python API's extract(): one config, validated before any work, for both
+        record = run(values.pop("inputs"), schema=values.pop("schema_ref"), out=values.pop("out"), **values)
     except (FatalError, ValueError) as exc:
         fail(exc)
     print_summary(record)

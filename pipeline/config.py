@@ -23,7 +23,8 @@ def _flag(name: str) -> dict:
 
 def flag(field: str) -> str:
     """The flag that sets a config field (the CLI declares it, errors name it)."""
-    extra = RunConfig.model_fields[field].json_schema_extra or {}
+    known = RunConfig.model_fields.get(field)  # an unknown key is named as the flag it would be
+    extra = (known.json_schema_extra if known else None) or {}
     return extra.get("flag") or "--" + field.replace("_", "-")
 
 
@@ -53,7 +54,9 @@ class RunConfig(BaseModel):
     # model / decoding
     # pages per model batch; "auto": the most that fit the GPU's free memory (extractors.batching)
     batch_size: Union[int, Literal["auto"]] = "auto"
-    max_new_tokens: int = Field(512, ge=8, le=8192)
+    # output budget per page; None: the schema's (schemas.budget.effective_budget, see with_budget).
+    # The bounds are schemas.budget's MIN_TOKENS..MAX_TOKENS (importing it here would load schemas).
+    max_new_tokens: Optional[int] = Field(None, ge=8, le=8192)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     quantize: Optional[Literal["4bit", "8bit"]] = None
     attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field("auto", **_flag("--attn"))
@@ -158,6 +161,15 @@ class RunConfig(BaseModel):
         from schemas import load_schema
 
         return load_schema(self.schema_ref)
+
+    def with_budget(self, schema) -> tuple["RunConfig", str]:
+        """This config with `max_new_tokens` resolved for `schema`, and where the value came from
+        ("flag", "schema" or "derived"). A run works with, and records, the resolved config, so
+        its record says which budget its rows had, whatever the schema file says later."""
+        from schemas.budget import effective_budget
+
+        tokens, source = effective_budget(self.max_new_tokens, schema)
+        return self.model_copy(update={"max_new_tokens": tokens}), source
 
     def model_spec(self):
         from extractors.loading import ModelSpec

@@ -113,6 +113,8 @@ def run_extraction(config: RunConfig) -> dict:
     from extractors.loading import preflight
 
     schema = config.extraction_schema()
+    # From here on the config holds the budget the run uses, and the record shows that number.
+    config, budget_from = config.with_budget(schema)
     preflight(config.model_spec())
     folder = OutputFolder(config.out)
     lease = Lease(folder, config.run_id)
@@ -121,7 +123,8 @@ def run_extraction(config: RunConfig) -> dict:
         claim(folder, schema, config.model, config.run_id, config.append)
         record: dict[str, Any] = {
             "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
-            "config": config.model_dump(mode="json"), "schema": schema.to_dict() | {"id": schema.id},
+            "config": config.model_dump(mode="json"), "max_new_tokens_from": budget_from,
+            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens},
             "versions": versions(),
         }
         folder.write_run(record)
@@ -135,7 +138,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
     t0 = time.monotonic()
     counts: Counter = Counter()
     docs_failed: set[str] = set()
-    pages = out_tokens = 0
+    pages = out_tokens = truncated = 0
     try:
         with Heartbeat(folder, record, lease=lease) as beat:
             plan = make_plan(config, folder)
@@ -148,8 +151,9 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     counts.update(cols["status"])
                     pages += batch.num_rows
                     out_tokens += sum(t or 0 for t in cols["output_tokens"])
+                    truncated += budget_truncated(cols)
                     docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
-                    beat.update(counts=dict(counts), pages=pages)
+                    beat.update(counts=dict(counts), pages=pages, truncated=truncated)
                     beat.check_lease()
             beat.check_lease()  # compaction rewrites files another holder may be reading
             beat.update(state=RunState.COMPACTING.value)
@@ -164,6 +168,26 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
     finally:
         wall = time.monotonic() - t0
         record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
-                      documents_with_errors=len(docs_failed), output_tokens=out_tokens,
+                      documents_with_errors=len(docs_failed), output_tokens=out_tokens, truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
+        if truncated:
+            record["notes"] = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))]
         folder.write_run(record)
+
+
+def budget_truncated(cols: dict[str, list]) -> int:
+    """Rows of a batch whose output budget ran out. A generation_timeout row was closed early too
+    (and is marked truncated) but by the clock, which its own status and --page-time-limit cover."""
+    return sum(1 for t, s in zip(cols["truncated"], cols["status"]) if t and s != "generation_timeout")
+
+
+_FROM = {"flag": "as given", "schema": "the schema's", "derived": "derived from the schema's fields"}
+
+
+def truncation_note(truncated: int, max_new_tokens: int, source: str | None) -> str:
+    """The run summary's line when answers were cut off: what happened, and the flag that fixes it.
+    Truncated rows are `ok` rows, final for a re-run, hence --force."""
+    pages = "page" if truncated == 1 else "pages"
+    return (f"{truncated} {pages} ran out of output budget and were closed early (truncated = true): "
+            f"--max-new-tokens is {max_new_tokens} ({_FROM.get(source, source)}); raise it (a re-run "
+            "keeps finished pages; --force redoes them)")

@@ -15,9 +15,13 @@ import jsonschema
 from schemas.arrow import to_arrow_value
 from schemas.generation import validation_schema
 from schemas.model import ExtractionSchema
+from schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
 
 MAX_SHOWN_CHARS = 60
 MAX_ERRORS = 20
+_PATTERN_NAMES = {DATE_PATTERN: "a calendar date YYYY-MM-DD",
+                  DATETIME_PATTERN: "a date-time YYYY-MM-DDTHH:MM[:SS] with an optional offset",
+                  TIME_PATTERN: "a time HH:MM[:SS]"}
 
 
 def coerce(schema: ExtractionSchema, value: Any) -> tuple[dict[str, Any] | None, list[str]]:
@@ -28,7 +32,9 @@ def coerce(schema: ExtractionSchema, value: Any) -> tuple[dict[str, Any] | None,
     """
     if not isinstance(value, dict):
         return None, [f"the answer must be one JSON object, got {_show(value)}"]
-    validator = jsonschema.Draft202012Validator(validation_schema(schema))
+    # Formats (email, uri, uuid) are checked as well as the grammar enforced them.
+    validator = jsonschema.Draft202012Validator(
+        validation_schema(schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     errors: list[str] = []
     for error in validator.iter_errors(value):
         for message in _messages(error):
@@ -62,8 +68,8 @@ def _messages(error: jsonschema.ValidationError, or_null: str = "") -> list[str]
     if error.validator == "type":
         expected = error.validator_value
     elif error.validator == "pattern":
-        # The only pattern in a normalized schema is DATE_PATTERN.
-        expected = "a calendar date YYYY-MM-DD"
+        expected = _PATTERN_NAMES.get(error.validator_value) or \
+            f"text matching {_clip(error.validator_value)}"
     elif error.validator == "enum":
         expected = "one of " + _clip(
             ", ".join(json.dumps(v, ensure_ascii=False) for v in error.validator_value))

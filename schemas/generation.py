@@ -5,16 +5,19 @@ Contract (consumed by the xgrammar compiler and by the partial-JSON completer; k
 - object: {"type": "object", "properties": {...in the user's order...},
            "required": [every property name, same order], "additionalProperties": false}
 - array:  {"type": "array", "items": <normalized>}
-- string: {"type": "string"}; date: {"type": "string", "pattern": DATE_PATTERN}
+- string: {"type": "string"} with the user's minLength/maxLength or pattern, or format email,
+          uri or uuid; date, date-time, time: {"type": "string", "pattern": DATE_PATTERN} (or
+          DATETIME_PATTERN, TIME_PATTERN)
 - enum:   {"enum": [values without null]}
-- number / integer / boolean: {"type": "number"} etc.
+- number / integer: {"type": "number"} etc. with the user's minimum/maximum/exclusive*;
+  boolean: {"type": "boolean"}; arrays keep minItems/maxItems
 - nullable X (explicitly nullable, or not in the user's `required`):
           {"anyOf": [X, {"type": "null"}]}
 
 Every key is required so the model always writes every column; a field the user did not
 require becomes nullable instead of omittable. Descriptions, titles, examples and defaults are
-dropped: they belong to the prompt, and the grammar would only grow from them. Dates use
-DATE_PATTERN rather than `format: date`, because xgrammar's format admits impossible dates.
+dropped: they belong to the prompt, and the grammar would only grow from them. Dates and times
+use our patterns rather than xgrammar's formats, which admit values no timestamp holds.
 """
 from __future__ import annotations
 
@@ -23,9 +26,13 @@ from typing import Any, Mapping
 from schemas.model import ExtractionSchema
 from schemas.nodes import enum_values, explicitly_nullable, iter_properties, node_kind, \
     property_nullable
-from schemas.patterns import DATE_PATTERN
+from schemas.constraints import ITEMS, LENGTHS, NUMERIC
+from schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
 
 _NULL = {"type": "null"}
+_PATTERNS = {"date": DATE_PATTERN, "datetime": DATETIME_PATTERN, "time": TIME_PATTERN}
+_KEPT = {"string": LENGTHS + ("pattern", "format"), "number": NUMERIC, "integer": NUMERIC,
+         "array": ITEMS}
 
 
 def generation_schema(schema: ExtractionSchema) -> dict[str, Any]:
@@ -61,8 +68,9 @@ def _normalize(node: Mapping[str, Any], *, nullable: bool,
             items, nullable=explicitly_nullable(items), all_keys_required=all_keys_required)}
     elif kind == "enum":
         out = {"enum": enum_values(node)}
-    elif kind == "date":
-        out = {"type": "string", "pattern": DATE_PATTERN}
+    elif kind in _PATTERNS:
+        out = {"type": "string", "pattern": _PATTERNS[kind]}
     else:
         out = {"type": kind}
+    out.update((key, node[key]) for key in _KEPT.get(kind, ()) if key in node)
     return {"anyOf": [out, dict(_NULL)]} if nullable else out

@@ -10,11 +10,10 @@ JSON-Schema file or a Pydantic class, not a hand-written pageray file) the annot
 generator invents are dropped: titles equal to Pydantic's automatic ones and `default: null`.
 
 What is refused, naming the field: recursive references (a Parquet column cannot be
-recursive), references that do not resolve, other unions, and the value constraints the decoder
-cannot enforce yet (minimum, maxLength, pattern, ...). Everything else is passed through
-unchanged, so the usual checks still see (and refuse, with their own messages) whatever the
-dialect lacks. The rewrite never makes a schema accept more than its source does, except that
-refused constraints are never silently dropped: they are refused.
+recursive), references that do not resolve, and other unions. Everything else, constraints
+included, is passed through unchanged, so the usual checks (`schemas.validate`,
+`schemas.constraints`) still see and refuse, with their own messages, whatever the decoder
+cannot enforce. The rewrite never makes a schema accept more than its source does.
 """
 from __future__ import annotations
 
@@ -32,8 +31,6 @@ _NULL = {"type": "null"}
 # does not hold; dropped silently.
 _DROPPED = frozenset({"$schema", "$id", "$comment", "$defs", "definitions", "deprecated",
                       "readOnly", "writeOnly", "discriminator"})
-_NOT_YET = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-            "minLength", "maxLength", "minItems", "maxItems", "uniqueItems")
 _ANNOTATIONS = ("description", "title", "examples", "default")
 _UNIONS = ("allOf", "anyOf", "oneOf")
 
@@ -194,14 +191,6 @@ def _constraints(node: dict, path: str, walk: _Walk) -> None:
     if node.get("pattern") == DATE_PATTERN and node.get("format", "date") == "date":
         del node["pattern"]
         node["format"] = "date"
-    for keyword in _NOT_YET + ("pattern",):
-        if keyword in node:
-            walk.add(path, f"the constraint '{keyword}' is not supported yet (the decoder "
-                           "cannot enforce it); remove it, or state it in the field's "
-                           "description")
-    if "format" in node and node["format"] != "date":
-        walk.add(path, f"'format' {node['format']!r} is not supported yet (only 'date', "
-                       "YYYY-MM-DD, is); remove it, or describe the form in the description")
 
 
 def _drop_generated_annotations(node: dict, path: str) -> None:

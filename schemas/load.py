@@ -3,7 +3,8 @@
 Schema files are untrusted: the size is checked before parsing, YAML is read with
 `yaml.safe_load` only (no tags that build Python objects), and every key is accounted for.
 File format: a mapping with `name`, `version`, `description` and `schema` (the JSON Schema
-of the fields), or a plain JSON Schema as `model_json_schema()` or another generator writes it
+of the fields), optionally `max_new_tokens` (the output budget per page, schemas.budget), or a
+plain JSON Schema as `model_json_schema()` or another generator writes it
 (name from its `title` or the file name, description from its `description`, version from its
 hash). Either way generator constructs ($ref, Optional's anyOf, const) are first rewritten
 into pageray's dialect (schemas.jsonschema), then checked as usual.
@@ -25,6 +26,7 @@ from schemas.plain_json import canonical_json, json_value_problems
 
 MAX_FILE_BYTES = 256 * 1024
 FILE_KEYS = ("name", "version", "description", "schema")
+OPTIONAL_KEYS = ("max_new_tokens",)
 SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -41,7 +43,8 @@ def load_schema(spec: str | type) -> ExtractionSchema:
 
     A built-in name wins over a file of the same name in the working directory. A model's name
     is its class name slugified (LineItem -> line_item), its description its docstring, its
-    version its `__version__` class attribute or else a hash of its schema.
+    version its `__version__` class attribute or else a hash of its schema, its output budget
+    its `__max_new_tokens__` class attribute or else one derived from its fields.
 
     Security: a "module:Class" spec IMPORTS that module, which runs its code in this process
     with this process's permissions. Only the explicit ":Class" form does that; a plain path
@@ -51,7 +54,8 @@ def load_schema(spec: str | type) -> ExtractionSchema:
         document, name, description, version = pydantic_models.model_document(
             spec, getattr(spec, "__name__", repr(spec)))
         return _from_plain(document, getattr(spec, "__name__", "model"),
-                           pydantic_models.slug(name), description, version)
+                           pydantic_models.slug(name), description, version,
+                           pydantic_models.model_budget(spec))
     if spec in list_builtin():
         builtin = _builtin_dir() / f"{spec}.json"
         return _from_document(_parse(builtin.read_text(encoding="utf-8"), ".json", spec),
@@ -60,7 +64,8 @@ def load_schema(spec: str | type) -> ExtractionSchema:
     if not path.is_file() and pydantic_models.is_model_spec(spec):
         model = pydantic_models.import_model(spec)
         document, name, description, version = pydantic_models.model_document(model, spec)
-        return _from_plain(document, spec, pydantic_models.slug(name), description, version)
+        return _from_plain(document, spec, pydantic_models.slug(name), description, version,
+                           pydantic_models.model_budget(model))
     if not path.is_file() and (path.suffix.lower() in SUFFIXES or len(path.parts) > 1):
         raise SchemaError(f"schema file {spec!r} not found (and it is no built-in name: "
                           f"{', '.join(list_builtin())})")
@@ -111,7 +116,7 @@ def is_plain_json_schema(document: Any) -> bool:
 
 
 def _from_plain(document: Any, where: str, name: str, description: Any,
-                version: str | None) -> ExtractionSchema:
+                version: str | None, max_new_tokens: Any = None) -> ExtractionSchema:
     """A plain JSON Schema (a file or a model's dump): rewritten, then the usual checks."""
     problems = json_value_problems(document)
     if not problems:
@@ -126,7 +131,7 @@ def _from_plain(document: Any, where: str, name: str, description: Any,
         version = hashlib.sha256(canonical_json(json_schema).encode("utf-8")).hexdigest()[:8]
     try:
         return ExtractionSchema(name=name, version=version, description=description,
-                                json_schema=json_schema)
+                                json_schema=json_schema, max_new_tokens=max_new_tokens)
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
 
@@ -160,11 +165,11 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
     if not isinstance(document, dict):
         raise SchemaError(f"{where}: a schema file must be a mapping with the keys "
                           f"{', '.join(FILE_KEYS)}")
-    unknown = [str(k) for k in document if k not in FILE_KEYS]
+    unknown = [str(k) for k in document if k not in FILE_KEYS + OPTIONAL_KEYS]
     if unknown:
         raise SchemaError(f"{where}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
-                          f"the allowed keys are {', '.join(FILE_KEYS)} (the field definitions "
-                          "go under 'schema')")
+                          f"the allowed keys are {', '.join(FILE_KEYS + OPTIONAL_KEYS)} (the "
+                          "field definitions go under 'schema')")
     missing = [k for k in FILE_KEYS if k not in document]
     if missing:
         raise SchemaError(f"{where}: missing top-level key(s) {', '.join(missing)}; a schema "
@@ -178,7 +183,8 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
     try:
         return ExtractionSchema(name=document["name"], version=document["version"],
                                 description=document["description"],
-                                json_schema=json_schema)
+                                json_schema=json_schema,
+                                max_new_tokens=document.get("max_new_tokens"))
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
 

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from schemas.budget import budget_problems
 from schemas.plain_json import canonical_json, json_value_problems
 from schemas.validate import MAX_TEXT_CHARS, field_problems
 
@@ -37,9 +38,16 @@ class ExtractionSchema:
     version: str
     description: str
     json_schema: dict[str, Any]
+    # The output token budget this schema's pages need (schemas.budget); None: derived from the
+    # fields. Not part of `to_dict()` and so not of the id: the id pins what an output folder's
+    # rows mean (pipeline.ledger.records refuses to mix ids), and the budget only decides how much
+    # of a long answer fits, as --max-new-tokens does. Raising it after seeing truncated rows
+    # must not make the folder refuse the schema as a different one.
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        header = _header_problems(self.name, self.version, self.description)
+        header = _header_problems(self.name, self.version, self.description) \
+            + budget_problems(self.max_new_tokens)
         if header:
             raise SchemaError(format_problems(_label(self.name), header))
         problems = json_value_problems(self.json_schema) or field_problems(self.json_schema)
@@ -57,7 +65,8 @@ class ExtractionSchema:
         return digest.hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """name, version, description and json_schema, as fresh plain data."""
+        """name, version, description and json_schema, as fresh plain data: what the id hashes
+        (the budget, `max_new_tokens`, is kept apart, see above)."""
         return {
             "name": self.name,
             "version": self.version,
@@ -66,10 +75,12 @@ class ExtractionSchema:
         }
 
     # Compared by content, not identity; hashable so it can key caches (e.g. compiled grammars).
+    # Equal schemas have equal ids (so equal hashes); two that differ only in budget are unequal.
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExtractionSchema):
             return NotImplemented
-        return canonical_json(self.to_dict()) == canonical_json(other.to_dict())
+        return canonical_json(self.to_dict()) == canonical_json(other.to_dict()) \
+            and self.max_new_tokens == other.max_new_tokens
 
     def __hash__(self) -> int:
         return hash(self.id)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Mapping
 
-# Kinds a node can have after validation; "date" is a string with format: date and
-# "enum" is any node with an enum, whatever its declared type.
-KINDS = ("object", "array", "enum", "string", "date", "number", "integer", "boolean")
+# Kinds a node can have after validation; "date", "datetime" and "time" are strings with that
+# format, and "enum" is any node with an enum, whatever its declared type.
+KINDS = ("object", "array", "enum", "string", "date", "datetime", "time", "number", "integer",
+         "boolean")
+_FORMAT_KINDS = {"date": "date", "date-time": "datetime", "time": "time"}
 
 
 def base_type(node: Mapping[str, Any]) -> str | None:
@@ -27,8 +29,8 @@ def node_kind(node: Mapping[str, Any]) -> str:
     if "enum" in node:
         return "enum"
     declared = base_type(node)
-    if declared == "string" and node.get("format") == "date":
-        return "date"
+    if declared == "string" and node.get("format") in _FORMAT_KINDS:
+        return _FORMAT_KINDS[node["format"]]
     return declared
 
 
@@ -82,12 +84,35 @@ def type_label(node: Mapping[str, Any]) -> str:
     """Short human name of a node's type, for the prompt and the CLI summary."""
     kind = node_kind(node)
     if kind == "array":
-        return f"list of {type_label(node['items'])}"
+        counts = ", ".join(_constraint_labels(node))
+        return f"list of {type_label(node['items'])}" + (f" ({counts})" if counts else "")
     if kind == "enum":
         return "one of " + ", ".join(_literal(v) for v in enum_values(node))
     if kind == "date":
         return "date YYYY-MM-DD"
-    return kind
+    if kind == "datetime":
+        return "date-time YYYY-MM-DDTHH:MM:SS"
+    if kind == "time":
+        return "time HH:MM:SS"
+    return " ".join([kind, *_constraint_labels(node)])
+
+
+def _constraint_labels(node: Mapping[str, Any]) -> list[str]:
+    labels = []
+    if node.get("format") in ("email", "uri", "uuid"):
+        labels.append(f"({node['format']})")
+    if "pattern" in node:
+        labels.append(f"matching {node['pattern']}")
+    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                      ("exclusiveMaximum", "<")):
+        if key in node:
+            labels.append(f"{word} {_literal(node[key])}")
+    for low, high, unit in (("minLength", "maxLength", "characters"),
+                            ("minItems", "maxItems", "items")):
+        if low in node or high in node:
+            labels.append(f"{node.get(low, 0)}-{node[high]} {unit}" if high in node
+                          else f"at least {node[low]} {unit}")
+    return labels
 
 
 def _literal(value: Any) -> str:

@@ -24,7 +24,7 @@ def build_prompt(schema: ExtractionSchema) -> str:
              "", "Fields:"]
     for path, node, required, depth in fields:
         marks = ", required" if required else ""
-        lines.append(f"{'  ' * depth}- {path} ({type_label(node)}{marks}): {_details(node)}")
+        lines.append(f"{'  ' * depth}- {path} ({type_label(node)}{marks}): {_details(node, path)}")
     lines += [
         "",
         "Answer with one JSON object that has exactly the keys listed above, nested as shown, "
@@ -32,7 +32,8 @@ def build_prompt(schema: ExtractionSchema) -> str:
         "Use null when a value is not on the page."
         + (" Fields marked required are never null (an empty list is []). "
            if any(required for _, _, required, _ in fields) else ""),
-        "Write dates as YYYY-MM-DD.",
+        "Write dates as YYYY-MM-DD, times as HH:MM:SS, date-times as YYYY-MM-DDTHH:MM:SS "
+        "(with Z or +HH:MM when the page gives a time zone).",
         'Write numbers as plain JSON numbers with "." as the decimal point, without currency '
         'symbols or thousands separators (1234.5, not "$1,234.50" or "1.234,50").',
         "Copy text as it is printed on the page; do not translate or summarize it.",
@@ -56,6 +57,11 @@ def schema_summary(schema: ExtractionSchema) -> str:
             text = text[: SUMMARY_DESCRIPTION_CHARS - 3] + "..."
         lines.append(f"{'  ' * (depth + 1)}{name}{'*' if required else ''}: "
                      f"{type_label(node)}  - {text}")
+    bare = [path for path, node, _, _ in _fields(schema.json_schema) if "description" not in node]
+    if bare:
+        lines.append(f"warning: {len(bare)} field{'s have' if len(bare) > 1 else ' has'} no "
+                     f"description (descriptions are the model's instructions; the prompt names "
+                     f"them by title or name): {', '.join(bare)}")
     return "\n".join(lines)
 
 
@@ -75,10 +81,12 @@ def _fields(node: Mapping[str, Any], path: str = "",
             yield from _fields(inner, inner_path, depth + 1)
 
 
-def _details(node: Mapping[str, Any]) -> str:
+def _details(node: Mapping[str, Any], path: str) -> str:
     parts = []
     if "title" in node:
         parts.append(f"{_flat(node['title'])}.")
+    elif "description" not in node:  # the field's own name is all the model has
+        parts.append(path.rsplit(".", 1)[-1].rstrip("[]").replace("_", " ").capitalize() + ".")
     parts.append(_flat(node.get("description", "")))
     if node.get("examples"):
         examples = ", ".join(json.dumps(e, ensure_ascii=False) for e in node["examples"])

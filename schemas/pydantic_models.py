@@ -73,6 +73,17 @@ def model_document(model: Any, where: str) -> tuple[dict[str, Any], str, str, st
     return document, model.__name__, description, version
 
 
+def model_budget(model: Any) -> Any:
+    """The model's `__max_new_tokens__` class attribute (its output budget per page), or None.
+
+    A class attribute, like `__version__`, rather than a `json_schema_extra` key: it stays out
+    of `model_json_schema()`, whose output must remain a schema the subset accepts. Read from
+    the class itself, not inherited: a subclass that adds fields needs its own budget.
+    ExtractionSchema checks the value (schemas.budget).
+    """
+    return vars(model).get("__max_new_tokens__")
+
+
 def slug(name: str) -> str:
     """A pageray schema name from a class name or title: "LineItem" -> "line_item"."""
     text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", str(name))

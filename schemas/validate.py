@@ -11,6 +11,8 @@ import dataclasses
 import re
 from typing import Any
 
+from schemas.constraints import FORMATS, KEYWORDS as CONSTRAINTS, constraint_problems
+
 MAX_DEPTH = 6
 MAX_FIELDS = 200
 MAX_TEXT_CHARS = 2000
@@ -22,18 +24,16 @@ TYPES = ("object", "array", "string", "number", "integer", "boolean")
 ANNOTATIONS = frozenset({"description", "title", "examples", "default"})
 KEYWORDS = ANNOTATIONS | {
     "type", "nullable", "enum", "format", "properties", "required", "items",
-    "additionalProperties",
+    "additionalProperties", *CONSTRAINTS,
 }
 _ONLY_FOR = {"properties": "object", "required": "object", "additionalProperties": "object",
              "items": "array"}
 
 _HINTS = (
-    (("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
-     "remove it, or state the range in the field's description (the model reads descriptions)"),
-    (("pattern", "minLength", "maxLength"),
-     "remove it, or describe the expected form in the field's description"),
-    (("minItems", "maxItems", "uniqueItems", "contains", "prefixItems"),
-     "remove it, or state the constraint in the field's description"),
+    (("multipleOf",),
+     "the decoder cannot enforce it; remove it, or state it in the field's description"),
+    (("uniqueItems", "contains", "prefixItems"),
+     "the decoder cannot enforce it; remove it, or state the constraint in the description"),
     (("anyOf", "oneOf", "allOf", "not", "if", "then", "else"),
      'remove it and give the field one type; for optional values use type: [X, "null"]'),
     (("$ref", "$defs", "definitions"), "remove it and write the referenced schema inline"),
@@ -76,19 +76,20 @@ def field_problems(json_schema: Any) -> list[str]:
         walk.add("", "the schema must be a mapping with type: object and its fields under "
                      "'properties'")
         return walk.problems
-    _check_node(json_schema, "", 0, walk, is_property=False)
+    _check_node(json_schema, "", 0, walk)
     return walk.problems
 
 
-def _check_node(node: Any, path: str, depth: int, walk: _Walk, *, is_property: bool) -> None:
+def _check_node(node: Any, path: str, depth: int, walk: _Walk) -> None:
     if not isinstance(node, dict):
         walk.add(path, f"must be a mapping of JSON Schema keywords, not {type(node).__name__}")
         return
     for keyword in node:
         if keyword not in KEYWORDS:
             walk.add(path, f"unsupported keyword '{keyword}'; {_hint(keyword)}")
-    _check_annotations(node, path, walk, is_property=is_property)
+    _check_annotations(node, path, walk)
     kind = _check_type(node, path, walk, is_root=depth == 0)
+    constraint_problems(node, kind, lambda message: walk.add(path, message))
     for keyword, owner in _ONLY_FOR.items():
         if keyword in node and kind != owner and kind is not None:
             walk.add(path, f"keyword '{keyword}' applies only to type {owner}; remove it "
@@ -99,10 +100,9 @@ def _check_node(node: Any, path: str, depth: int, walk: _Walk, *, is_property: b
         _check_array(node, path, depth, walk)
 
 
-def _check_annotations(node: dict, path: str, walk: _Walk, *, is_property: bool) -> None:
-    if is_property and "description" not in node:
-        walk.add(path, "has no 'description'; add one (descriptions are the model's "
-                       "instructions for the field)")
+def _check_annotations(node: dict, path: str, walk: _Walk) -> None:
+    # A field without a description is allowed (Pydantic fields often have none): the prompt
+    # then names it by its title or name, and `pageray schemas show` warns.
     for key in ("description", "title"):
         text = node.get(key)
         if key not in node:
@@ -147,10 +147,9 @@ def _check_type(node: dict, path: str, walk: _Walk, *, is_root: bool) -> str | N
     if "format" in node:
         if declared != "string":
             walk.add(path, "'format' applies only to type string; remove it")
-        elif node["format"] != "date":
-            walk.add(path, f"unsupported format {node['format']!r}; the only supported format "
-                           "is 'date' (YYYY-MM-DD): remove it or describe the form in the "
-                           "description")
+        elif node["format"] not in FORMATS:
+            walk.add(path, f"unsupported format {node['format']!r}; supported: "
+                           f"{', '.join(FORMATS)}. Remove it, or use a 'pattern'")
     return declared
 
 
@@ -221,7 +220,7 @@ def _check_property(name: str, child: Any, parent: str, depth: int, walk: _Walk,
         walk.add(path, f"is nested {depth + 1} levels deep; the limit is {MAX_DEPTH}, "
                        "flatten the structure")
     else:
-        _check_node(child, path, depth + 1, walk, is_property=True)
+        _check_node(child, path, depth + 1, walk)
 
 
 def _check_array(node: dict, path: str, depth: int, walk: _Walk) -> None:
@@ -233,7 +232,7 @@ def _check_array(node: dict, path: str, depth: int, walk: _Walk) -> None:
         walk.add(f"{path}[]", f"is nested {depth + 1} levels deep; the limit is {MAX_DEPTH}, "
                               "flatten the structure")
     else:
-        _check_node(items, f"{path}[]", depth + 1, walk, is_property=False)
+        _check_node(items, f"{path}[]", depth + 1, walk)
 
 
 def _suggest_name(name: str) -> str:

@@ -103,6 +103,32 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
     assert "died?" in lines["r3-dead"]
 
 
+def test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise(capsys):
+    from pipeline.cli import print_summary
+    from pipeline.run import budget_truncated, truncation_note
+
+    batch = {"status": ["ok", "ok", "generation_timeout", "invalid_output", "render_error"],
+             "truncated": [True, False, True, True, None]}
+    truncated = budget_truncated(batch)  # a timed-out row was cut off by the clock, not the budget
+    assert truncated == 2
+    record = {"run_id": "r1", "state": "succeeded", "counts": {"ok": 2}, "pages": 5, "truncated": truncated,
+              "notes": [truncation_note(truncated, 768, "schema")], "config": {"out": "/o"}}
+    print_summary(record)
+    printed = capsys.readouterr().out
+    assert "truncated: 2" in printed
+    assert "2 pages ran out of output budget" in printed and "--max-new-tokens is 768 (the schema's)" in printed
+    print_summary({**record, "truncated": 0, "notes": []})
+    assert "truncated: 0" in capsys.readouterr().out
+
+
+def test_extract_help_says_the_budget_comes_from_the_schema():
+    import typer
+
+    command = typer.main.get_command(app).commands["extract"]  # the help text, before rich wraps it
+    (option,) = [p for p in command.params if "--max-new-tokens" in p.opts]
+    assert option.help.endswith("(default: from the schema)") and option.default is None
+
+
 def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
     from pipeline.ledger.heartbeat import Heartbeat
     from pipeline.ledger.status import run_state

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from functools import lru_cache
 
-import jsonschema
 import pytest
 import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
@@ -24,35 +22,7 @@ from extractors.completion import literal_for, max_completion_len, min_instance,
 
 # ---------------------------------------------------------------- the oracle
 
-# A vocabulary of the 256 single bytes (and a stop token), so token masks are next-byte sets.
-_BYTE_VOCAB = xgr.TokenizerInfo([bytes([i]) for i in range(256)] + [b"</s>"], stop_token_ids=[256])
-_COMPILER = xgr.GrammarCompiler(_BYTE_VOCAB)
-
-
-@lru_cache(maxsize=None)
-def _compiled(schema_json: str) -> xgr.CompiledGrammar:
-    return _COMPILER.compile_json_schema(schema_json, any_whitespace=False, separators=(",", ":"))
-
-
-@lru_cache(maxsize=None)
-def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads(schema_json)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
-
-
-def next_bytes(matcher: xgr.GrammarMatcher) -> list[int]:
-    """The bytes xgrammar allows after what `matcher` has accepted."""
-    mask = xgr.allocate_token_bitmask(1, _BYTE_VOCAB.vocab_size)
-    matcher.fill_next_token_bitmask(mask)
-    words = mask[0].tolist()
-    return [b for b in range(256) if (words[b // 32] >> (b % 32)) & 1]
-
-
-def xgr_accepts(schema: dict, data: bytes, complete: bool = True) -> bool:
-    """Whether xgrammar accepts `data` (as a whole document when `complete`, else as a prefix)."""
-    matcher = xgr.GrammarMatcher(_compiled(json.dumps(schema)))
-    return matcher.accept_string(data) and (matcher.is_completed() or not complete)
+from grammar_oracle import compiled as _compiled, next_bytes, validator as _validator, xgr_accepts  # noqa: E402
 
 
 def assert_valid_completion(schema: dict, prefix: bytes) -> bytes:

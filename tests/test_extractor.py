@@ -101,3 +101,12 @@ def test_page_time_limit_closes_output_validly(tiny_model, samples):
     timed = [r for r in rows if r["status"] == Status.GENERATION_TIMEOUT.value]
     assert timed and all(r["valid"] and "--page-time-limit 1e-06 s" in r["error"] for r in timed)
     assert all(r["output_tokens"] < 400 for r in timed)
+
+
+def test_settings_without_a_budget_take_the_schemas(invoice_extractor):
+    loaded = (invoice_extractor.model, invoice_extractor.processor, invoice_extractor.device)
+    transcriber = ExtractFields(invoice_extractor.spec, load_schema("transcribe"), ExtractSettings(batch_size=2),
+                                loaded=loaded)
+    assert ExtractSettings().max_new_tokens is None
+    assert transcriber.settings.max_new_tokens == 1536  # schemas/builtin/transcribe.json
+    assert invoice_extractor.settings.max_new_tokens == 120  # given: it wins

@@ -67,6 +67,20 @@ def test_run_record_and_folder_manifest(invoice_run):
     assert json.loads((out / "_pageray.json").read_text())["schema_name"] == "invoice"
 
 
+def test_the_record_counts_the_truncated_rows_and_says_which_flag_to_raise(invoice_run):
+    """48 tokens cannot hold an invoice: answers are closed early, and the summary says so."""
+    out, record = invoice_run
+    truncated = duckdb.sql(f"select count(*) filter (truncated and status <> 'generation_timeout'), "
+                           f"count(*) filter (truncated) from read_parquet('{out}/data/*.parquet')").fetchall()[0]
+    assert record["truncated"] == truncated[0] == truncated[1] > 0
+    assert (record["config"]["max_new_tokens"], record["max_new_tokens_from"]) == (48, "flag")
+    assert record["schema"]["max_new_tokens"] == 768  # the built-in's own, which the flag overrode
+    (note,) = record["notes"]
+    assert f"{record['truncated']} pages ran out of output budget" in note and "--max-new-tokens is 48" in note
+    saved = json.loads((out / "_runs" / f"{record['run_id']}.json").read_text())
+    assert (saved["truncated"], saved["notes"]) == (record["truncated"], record["notes"])
+
+
 def test_another_schema_is_refused_in_the_same_folder(invoice_run, samples, tiny_model):
     out, _ = invoice_run
     with pytest.raises(ConfigError, match="--append"):

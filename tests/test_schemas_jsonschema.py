@@ -216,7 +216,7 @@ class Priced(BaseModel):
     """A priced thing."""
 
     name: str = Field(description="The name.")
-    price: float = Field(ge=0, description="The price.")
+    price: float = Field(ge=0, multiple_of=0.01, description="The price.")
 
 
 class Stamped(BaseModel):
@@ -237,12 +237,12 @@ def test_union_is_refused_naming_the_field_and_the_fix():
     assert "use one type, or Optional[X]" in message
 
 
-def test_value_constraints_are_refused_not_dropped():
+def test_constraints_the_decoder_cannot_enforce_are_refused_not_dropped():
     message = refused(Priced)
-    assert "priced: field 'price': the constraint 'minimum' is not supported yet" in message
-    assert "remove it" in message
-    message = refused(Stamped)
-    assert "field 'at': 'format' 'date-time' is not supported yet" in message
+    assert "priced: field 'price': unsupported keyword 'multipleOf'" in message
+    assert "the decoder cannot enforce it; remove it" in message
+    assert "minimum" not in message  # enforced, so accepted
+    assert load_schema(Stamped).json_schema["properties"]["at"]["format"] == "date-time"
 
 
 def test_missing_and_remote_references_are_refused(tmp_path):
@@ -261,12 +261,19 @@ def test_missing_and_remote_references_are_refused(tmp_path):
 def test_all_problems_are_listed_at_once(tmp_path):
     document = {"title": "Memo", "description": "A memo.", "type": "object", "properties": {
         "a": {"anyOf": [{"type": "integer"}, {"type": "string"}], "description": "A."},
-        "b": {"type": "string", "maxLength": 3, "description": "B."},
-        "c": {"type": "string", "pattern": "^x$", "description": "C."}}}
+        "b": {"oneOf": [{"type": "number"}, {"type": "boolean"}], "description": "B."},
+        "c": {"$ref": "#/$defs/Missing", "description": "C."}}}
     message = refused(write(tmp_path, "memo.json", document))
     assert "3 problems" in message
-    assert "field 'b': the constraint 'maxLength'" in message
-    assert "field 'c': the constraint 'pattern'" in message
+    assert "field 'b': 'oneOf' of number, boolean" in message
+    assert "field 'c': '$ref' '#/$defs/Missing' does not point" in message
+    document["properties"] = {
+        "b": {"type": "number", "multipleOf": 3, "description": "B."},
+        "c": {"type": "string", "pattern": "^(?=x)x$", "description": "C."}}
+    message = refused(write(tmp_path, "memo.json", document))
+    assert "2 problems" in message
+    assert "field 'b': unsupported keyword 'multipleOf'" in message
+    assert "field 'c': 'pattern' '^(?=x)x$' uses lookaround" in message
 
 
 def test_not_a_model_and_bad_specs(tmp_path, models):

@@ -44,11 +44,11 @@ schema:
 
 
 def test_file_errors_name_the_file_and_the_field(tmp_path):
-    bad = {**GOOD, "schema": {"type": "object", "properties": {"subject": {"type": "string"}}}}
+    bad = {**GOOD, "schema": {"type": "object", "properties": {"subject": {"type": "strin"}}}}
     path = write(tmp_path, "memo.json", json.dumps(bad))
     with pytest.raises(SchemaError) as caught:
         load_schema(path)
-    assert str(caught.value).startswith(f"{path}: memo: field 'subject': has no 'description'")
+    assert str(caught.value).startswith(f"{path}: memo: field 'subject': unknown type 'strin'")
 
 
 def test_unknown_top_level_key_lists_the_allowed_ones(tmp_path):

@@ -1,0 +1,162 @@
+"""pageray as a library, for notebooks and for code that embeds it:
+
+    from pipeline import extract, read
+    record = extract("invoices/", schema=Invoice, out="out/", max_new_tokens=256)
+    df = read("out/", as_="pandas")
+
+Why a module of its own: code that embeds pageray needs what the CLI guarantees without a shell
+in between. There is one path: `pageray extract` calls `extract()` here, so an option and a flag
+are the same RunConfig field, validated the same way (a bad one is a ConfigError naming it,
+raised before any work), and the return value is the run record the CLI prints a summary of.
+
+Schemas. `schema` is anything `schemas.load_schema` takes (a built-in name, a schema file,
+"models.py:Class", "pkg.module:Class") or a Pydantic class or ExtractionSchema object. A run's
+config names its schema by a string (RunConfig.schema_ref) that the driver loads whenever it
+needs the schema; workers never load it, they get the ExtractionSchema the driver built
+(pipeline.run.build_dataset). A class defined in a notebook has no such string, so it is resolved
+here, in the driver (name, version, description and JSON Schema, as `load_schema` does), and
+written as a pageray schema file into a temporary folder that lives as long as the call;
+schema_ref names that file. The file loads as the same schema (the same id) as the class, so a
+re-run with the same class is incremental; the run record's `schema` keeps the resolved schema
+for good. Nothing is added to the output folder's layout (pipeline.ledger.folder), and s3://
+outputs work as local ones do.
+
+Reading. The current rows are those of the committed part files, listed by the layout's owner
+(OutputFolder.pages_dataset, the listing the index and compaction use): each finished run has
+compacted them to one row per page of the newest version of each document. While a run is under
+way, or after one was killed, a page may have two rows until the next run finishes; `read()` then
+warns, as the README's reading section says (the newest `created_at` of a page is current).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence, Union
+
+from pipeline.config import RunConfig
+from pipeline.errors import ConfigError, StorageError
+
+PathLike = Union[str, "os.PathLike[str]"]
+# a built-in name or a file / "module:Class" spec, a Pydantic model class, or an ExtractionSchema
+SchemaLike = Any
+# the RunConfig fields extract() takes as its own arguments, not as **options
+_ARGUMENTS = ("inputs", "out", "schema_ref")
+FORMATS = ("arrow", "pandas", "polars")
+
+
+def build_config(inputs: PathLike | Sequence[PathLike], schema_ref: str, out: PathLike, /, **options) -> RunConfig:
+    """The validated config of a run, built as `pageray extract` builds it: an unknown or bad
+    option, or a schema that cannot be used, is refused here, before any work."""
+    allowed = [name for name in RunConfig.model_fields if name not in _ARGUMENTS]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        hints = [f"{name!r}" + ("" if name != "schema_ref" else " (the schema is extract()'s schema= argument)")
+                 + "".join(f" (did you mean {m!r}?)" for m in difflib.get_close_matches(name, allowed, 1))
+                 for name in unknown]
+        raise ConfigError(f"invalid configuration:\n  unknown option(s) {', '.join(hints)}; the options are "
+                          f"{', '.join(allowed)}")
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}  # model=Path(...)
+    config = RunConfig.build(inputs=[os.fspath(p) for p in paths], out=os.fspath(out), schema_ref=schema_ref,
+                             **options)
+    config.extraction_schema()  # a bad schema is refused before any work
+    return config
+
+
+def extract(inputs: PathLike | Sequence[PathLike], *, schema: SchemaLike, out: PathLike, **options) -> dict:
+    """Run one extraction of `inputs` (files, folders or s3:// prefixes) into `out` and return
+    its run record (also saved as OUT/_runs/<run_id>.json). `options` are the RunConfig fields
+    (`pageray extract`'s flags with underscores: max_new_tokens=256, batch_size=8, force=True)."""
+    with _schema_ref(schema) as ref:
+        config = build_config(inputs, ref, out, **options)
+        from pipeline.run import run_extraction  # Ray and the model side: only once the config is good
+
+        return run_extraction(config)
+
+
+@contextmanager
+def _schema_ref(schema: SchemaLike) -> Iterator[str]:
+    """A schema_ref the driver can load for the length of the call (see the module docstring)."""
+    if isinstance(schema, (str, os.PathLike)):
+        yield os.fspath(schema)
+        return
+    resolved = _resolve(schema)
+    document = resolved.to_dict()
+    document["schema"] = document.pop("json_schema")  # the schema file's keys (schemas.load)
+    if getattr(resolved, "max_new_tokens", None) is not None:  # the budget is kept apart from to_dict()
+        document["max_new_tokens"] = resolved.max_new_tokens
+    with tempfile.TemporaryDirectory(prefix="pageray-schema-") as folder:
+        path = Path(folder) / f"{resolved.name}.json"
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        yield str(path)
+
+
+def _resolve(schema: SchemaLike):
+    from schemas import ExtractionSchema, load_schema
+
+    if isinstance(schema, ExtractionSchema):
+        return schema
+    return load_schema(os.fspath(schema) if isinstance(schema, os.PathLike) else schema)
+
+
+def read(out: PathLike, as_: Literal["arrow", "pandas", "polars"] = "arrow", schema: SchemaLike | None = None):
+    """The current rows of the output folder (or s3:// prefix) `out`: a lazy pyarrow Dataset, or
+    with `as_="pandas"` a DataFrame with Arrow-backed, exactly typed columns (`fields` is a struct:
+    `df.fields.struct.field("total")`), or with `as_="polars"` a Polars DataFrame.
+
+    Rows are those of `schema`, by default the one the folder was made with (a folder written
+    with `--append` holds several; pass a schema as for extract() to read another's rows)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from pipeline.datamodel import output_schema
+    from pipeline.ledger.folder import MANIFEST, OutputFolder
+    from pipeline.ledger.records import RunState
+    from pipeline.ledger.status import run_state
+    from schemas import arrow_type
+
+    if as_ not in FORMATS:
+        raise ValueError(f"read(as_={as_!r}): choose one of {', '.join(FORMATS)}")
+    folder = OutputFolder(os.fspath(out))
+    manifest = folder.manifest()
+    if manifest is None:
+        raise StorageError(f"{folder.uri} is not a pageray output folder (it has no {MANIFEST}); "
+                           "pass the --out of a run")
+    runs = folder.runs()
+    resolved = _resolve(schema) if schema is not None else _schema_of(runs, manifest)
+    pages = output_schema(arrow_type(resolved))
+    dataset = folder.pages_dataset(pages) or pads.dataset([], schema=pages, filesystem=folder.fs, format="parquet")
+    dataset = dataset.filter(pc.field("schema_id") == resolved.id)
+    if runs and run_state(runs[-1]) != RunState.SUCCEEDED.value:
+        warnings.warn(f"{folder.uri}: run {runs[-1]['run_id']} is {run_state(runs[-1])}; until a run on this output "
+                      "finishes, some pages may have two rows (the newest created_at is current)", stacklevel=2)
+    if as_ == "arrow":
+        return dataset
+    table = dataset.to_table()
+    if as_ == "pandas":
+        import pandas as pd
+
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
+    try:
+        import polars as pl
+    except ImportError:
+        raise ImportError("read(..., as_='polars') needs Polars, which is not installed: pip install polars") from None
+    return pl.from_arrow(table)
+
+
+def _schema_of(runs: list[dict], manifest: dict):
+    """The schema the folder was made with, as the newest run record of that schema kept it."""
+    from schemas import ExtractionSchema
+
+    wanted = manifest.get("schema_id")
+    for record in reversed(runs):
+        saved = record.get("schema") or {}
+        if saved.get("id") == wanted:
+            return ExtractionSchema(**{k: saved[k] for k in ("name", "version", "description", "json_schema")})
+    raise StorageError(f"no run record of this output holds its schema (id {wanted}, "
+                       f"{manifest.get('schema_name')!r}); pass read(..., schema=...)")

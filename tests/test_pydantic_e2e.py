@@ -1,0 +1,118 @@
+"""A Pydantic model as users write it (optional fields, a nested model, an enum, a Literal, dates,
+datetimes, times, a UUID, lists of models, numeric, length and item-count constraints, a pattern)
+through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` with
+`pageray extract`, and as a raw `model_json_schema()` file with `ray job submit`. DuckDB checks
+each column's type and that every ok row honours every constraint, truncated rows included (the
+budget is small, so most rows are closed by the forced completion)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+
+import duckdb
+import pytest
+from cheap import SMALL_RENDER_FLAGS
+from clusters import BIN, Cluster, cluster_env, submit_job
+
+pytestmark = pytest.mark.slow
+
+MODELS = textwrap.dedent('''
+    """Invoices as a data team models them."""
+    import datetime
+    import enum
+    import uuid
+    from typing import List, Literal, Optional
+
+    from pydantic import BaseModel, Field
+
+
+    class Currency(str, enum.Enum):
+        EUR = "EUR"
+        USD = "USD"
+
+
+    class Vendor(BaseModel):
+        name: str = Field(max_length=40, description="Seller's name as printed.")
+        country: Optional[str] = Field(None, pattern=r"^[A-Z]{2}$", description="ISO country code.")
+
+
+    class LineItem(BaseModel):
+        description: str = Field(description="What was sold.")
+        quantity: int = Field(ge=1, le=1000, description="How many.")
+        amount: float = Field(ge=0, description="Line total.")
+
+
+    class Invoice(BaseModel):
+        """An invoice page: who sold what, when, for how much."""
+
+        number: str = Field(pattern=r"^[A-Z]{2}-[0-9]{3,6}$", description="Invoice number.")
+        kind: Literal["invoice", "credit_note"] = Field(description="Document kind.")
+        vendor: Vendor
+        currency: Optional[Currency] = Field(None, description="Currency of the amounts.")
+        issued: Optional[datetime.date] = Field(None, description="Issue date.")
+        printed_at: Optional[datetime.datetime] = Field(None, description="Timestamp printed.")
+        opens_at: Optional[datetime.time] = Field(None, description="Shop opening time.")
+        reference: Optional[uuid.UUID] = Field(None, description="Payment reference.")
+        items: List[LineItem] = Field(min_length=1, max_length=4, description="Line items.")
+        total: float = Field(gt=0, description="Grand total.")
+''')
+
+COLUMNS = ("select fields.number as number, fields.kind as kind, fields.vendor as vendor, "
+           "fields.currency as currency, fields.issued as issued, fields.printed_at as printed_at, "
+           "fields.opens_at as opens_at, fields.reference as reference, fields.items as items, "
+           "fields.total as total from read_parquet('{out}/data/*.parquet') where status = 'ok'")
+TYPES = {"number": "VARCHAR", "kind": "VARCHAR", "currency": "VARCHAR", "issued": "DATE",
+         "printed_at": "TIMESTAMP WITH TIME ZONE", "opens_at": "TIME", "reference": "VARCHAR",
+         "total": "DOUBLE", "vendor": "STRUCT(\"name\" VARCHAR, country VARCHAR)",
+         "items": "STRUCT(description VARCHAR, quantity INTEGER, amount DOUBLE)[]"}
+
+
+def check_output(out):
+    con = duckdb.connect()
+    query = COLUMNS.format(out=out)
+    assert dict(con.sql(f"select column_name, column_type from (describe {query})").fetchall()) == TYPES
+    rows = con.sql(query).fetchall()
+    assert rows, "the tiny model must give ok rows"
+    for number, kind, vendor, currency, _, _, _, reference, items, total in rows:
+        assert re.fullmatch(r"[A-Z]{2}-[0-9]{3,6}", number) and kind in ("invoice", "credit_note")
+        assert len(vendor["name"]) <= 40
+        assert vendor["country"] is None or re.fullmatch(r"[A-Z]{2}", vendor["country"])
+        assert currency in (None, "EUR", "USD")
+        assert reference is None or re.fullmatch(r"[0-9a-fA-F-]{36}", reference)
+        assert 1 <= len(items) <= 4 and total > 0
+        assert all(1 <= i["quantity"] <= 1000 and i["amount"] >= 0 for i in items)
+    truncated = con.sql(f"select count(*) from read_parquet('{out}/data/*.parquet') "
+                        "where status = 'ok' and truncated").fetchall()[0][0]
+    return len(rows), truncated
+
+
+@pytest.fixture()
+def models(tmp_path):
+    (tmp_path / "models.py").write_text(MODELS, encoding="utf-8")
+    return tmp_path / "models.py"
+
+
+def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(models, samples, tiny_model, tmp_path):
+    flags = [str(samples), "--model", str(tiny_model), "--max-new-tokens", "48", "--batch-size", "4",
+             *SMALL_RENDER_FLAGS]
+    with Cluster(cluster_env()) as cluster:
+        cluster.start_head(num_cpus=2)
+        cluster.wait_for_job_server()
+        local_env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
+        local = subprocess.run([str(BIN / "pageray"), "extract", *flags, "--schema", f"{models}:Invoice",
+                                "--out", str(tmp_path / "class-out")],
+                               env=local_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+        dumped = subprocess.run([str(BIN / "python"), "-c", "import json, models; print(json.dumps("
+                                 "models.Invoice.model_json_schema()))"],
+                                capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+        raw = tmp_path / "invoice.json"
+        raw.write_text(dumped, encoding="utf-8")
+        assert "$defs" in json.loads(dumped) and "anyOf" in dumped
+        job, status = submit_job(cluster, [*flags, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
+        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+    ok, truncated = check_output(tmp_path / "class-out")
+    assert truncated, "a small budget must exercise the constrained forced completion"
+    check_output(tmp_path / "json-out")
