@@ -81,3 +81,28 @@ def test_coerce_reports_missing_required_and_non_objects():
 def test_coerce_keeps_messages_short_for_long_text():
     _, errors = coerce(make({"n": field("number")}), {"n": "x" * 10_000})
     assert len(errors[0]) < 200
+
+
+def test_constrained_fields_get_their_arrow_types_and_are_checked():
+    schema = make({"at": field("string", format="date-time"), "opens": field("string", format="time"),
+                   "qty": field("integer", minimum=1, maximum=1000), "big": field("integer", minimum=0),
+                   "ref": field("string", format="uuid"), "code": field("string", pattern="^[A-Z]{2}$"),
+                   "tags": field("array", items=field("string", maxLength=3), minItems=1)})
+    struct = arrow_type(schema)
+    assert struct.field("at").type == pa.timestamp("us", tz="UTC")
+    assert struct.field("opens").type == pa.time64("us")
+    assert struct.field("qty").type == pa.int32() and struct.field("big").type == pa.int64()
+    answer = {"at": "2024-03-01T14:30:00+02:00", "opens": "08:15", "qty": 7, "big": 2**40,
+              "ref": "123e4567-e89b-12d3-a456-426614174000", "code": "DE", "tags": ["a"]}
+    value, errors = coerce(schema, answer)
+    assert errors == []
+    assert value["at"] == datetime.datetime(2024, 3, 1, 12, 30, tzinfo=datetime.timezone.utc)
+    assert value["opens"] == datetime.time(8, 15)
+    pa.array([value], type=struct)  # the converted value fits the type
+    naive, _ = coerce(schema, {**answer, "at": "2024-03-01T14:30"})
+    assert naive["at"] == datetime.datetime(2024, 3, 1, 14, 30, tzinfo=datetime.timezone.utc)
+    _, errors = coerce(schema, {**answer, "qty": 0, "code": "de", "ref": "nope", "tags": []})
+    assert any(e.startswith("field 'qty': ") and "minimum" in e for e in errors)
+    assert "field 'code': expected text matching ^[A-Z]{2}$ or null, got string \"de\"" in errors
+    assert any(e.startswith("field 'ref': ") and "uuid" in e for e in errors)
+    assert any(e.startswith("field 'tags': ") for e in errors)
