@@ -23,6 +23,7 @@ import pyarrow as pa
 from extractors.batching import resolve_batch_size
 from extractors.decode_loop import DecodeLoop
 from extractors.decoding import JsonGrammar, RowResult
+from extractors.grounding import ground
 from extractors.loading import ModelSpec, load_model
 from extractors.pixels import PreparePixels, unpack_crops
 from extractors.vision import PageEncoder
@@ -158,6 +159,7 @@ class ExtractFields:
         for r, res in zip(chunk, results):
             r.update(self._fields(res), input_tokens=self.decoder.prompt_tokens(), output_tokens=res.output_tokens,
                      confidence=res.confidence, extract_ms=per_page_ms)
+            r.update(ground(self.schema.json_schema, r.get("fields"), r.get("text_layer")))
 
     def _fields(self, res: RowResult) -> dict:
         """Parse, validate and coerce one generation into the typed `fields` struct."""

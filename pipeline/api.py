@@ -135,6 +135,10 @@ def read(out: PathLike, as_: Literal["arrow", "pandas", "polars"] = "arrow", sch
     if runs and run_state(runs[-1]) != RunState.SUCCEEDED.value:
         warnings.warn(f"{folder.uri}: run {runs[-1]['run_id']} is {run_state(runs[-1])}; until a run on this output "
                       "finishes, some pages may have two rows (the newest created_at is current)", stacklevel=2)
+    elif folder.journals():
+        warnings.warn(f"{folder.uri}: a merge of small part files is under way or was interrupted "
+                      "(pipeline.ledger.merge); until it finishes some pages may have two rows "
+                      "(`pageray compact` finishes it)", stacklevel=2)
     if as_ == "arrow":
         return dataset
     table = dataset.to_table()

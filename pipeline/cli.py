@@ -59,6 +59,8 @@ def extract(
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
     batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "
                                         f"{CPU_BATCH} on CPU)"),
+    scope: Optional[str] = _option("scope", "page|document: also write one row per document to OUT/documents/ "
+                                   "(default: document for invoice, receipt, paper, form)"),
     max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page (default: from the schema)"),
     dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
     quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),
@@ -79,6 +81,9 @@ def extract(
     render_timeout_s: Optional[float] = _option("render_timeout_s", "seconds per document render"),
     render_memory_mb: Optional[int] = _option("render_memory_mb", "address-space cap of a render child"),
     render_retries: Optional[int] = _option("render_retries", "retries after a render crash"),
+    passwords: Optional[str] = _option("passwords", "file of passwords to try on encrypted PDFs: one per line, or "
+                                       "YAML/JSON mapping file names or globs to passwords; only its path is recorded",
+                                       metavar="FILE"),
     page_time_limit_s: Optional[float] = _option("page_time_limit_s", "seconds of generation per batch"),
     retry: List[str] = _option("retry", "a final status to redo this run, e.g. render_timeout after raising "
                                "--render-timeout (repeatable)"),
@@ -165,6 +170,43 @@ def status(out: str = typer.Argument(..., help="an output folder")) -> None:
 
     try:
         typer.echo(describe_runs(out))
+    except FatalError as exc:
+        fail(exc)
+
+
+@app.command("eval")
+def evaluate(labels: Path = typer.Argument(..., help="labels, JSON Lines: {source, page_index, fields}"),
+             out: str = typer.Argument(..., help="the output folder of a run over the labeled documents"),
+             schema: Optional[str] = typer.Option(None, "--schema", help="default: the folder's"),
+             json_path: Optional[Path] = typer.Option(None, "--json", help="also write the scores here")) -> None:
+    """Score the current rows of OUT against labels: per field and overall (pipeline.evaluation)."""
+    import json
+
+    from pipeline.evaluation import evaluate as score, format_table
+
+    try:
+        scores = score(labels, out, schema=schema)
+    except (FatalError, ValueError) as exc:
+        fail(exc)
+    typer.echo(format_table(scores))
+    if json_path:
+        json_path.write_text(json.dumps(scores, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+@app.command()
+def compact(out: str = typer.Argument(..., help="an output folder or s3:// prefix"),
+            target_mb: Optional[int] = typer.Option(None, "--target-mb", min=1,
+                                                    help="size of a merged file (default: 128)"),
+            target_rows: Optional[int] = typer.Option(None, "--target-rows", min=1,
+                                                      help="rows of a merged file (default: 100000)"),
+            wait: bool = typer.Option(False, "--wait", help="wait for a run that holds the folder")) -> None:
+    """Merge small part files into large ones (each run also does it when it ends)."""
+    from pipeline.ledger.merge import compact as merge, describe
+
+    targets = {k: v for k, v in (("target_bytes", target_mb and target_mb * 2**20),
+                                 ("target_rows", target_rows)) if v}
+    try:
+        typer.echo(describe(merge(out, wait=wait, log=typer.echo, **targets)))
     except FatalError as exc:
         fail(exc)
 

@@ -5,9 +5,9 @@ import re
 import uuid
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.render.geometry import MAX_LONGEST_EDGE_PX
@@ -72,6 +72,13 @@ class RunConfig(BaseModel):
     render_timeout_s: float = Field(120.0, gt=0, **_flag("--render-timeout"))
     render_memory_mb: int = Field(4096, ge=256)
     render_retries: int = Field(1, ge=0, le=5)
+    # A file of passwords for encrypted PDFs (pipeline.render.passwords). The config, and so the run
+    # record, keeps its path: its contents are read into _password_book, which model_dump leaves out.
+    passwords: Optional[str] = Field(None, description="file of passwords to try on encrypted PDFs")
+    _password_book: Any = PrivateAttr(None)
+
+    # document rows (pipeline.ledger.documents); None: the schema's default (document_scope)
+    scope: Optional[Literal["page", "document"]] = None
 
     # run behaviour
     retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.ledger.retry)")
@@ -92,6 +99,17 @@ class RunConfig(BaseModel):
                 raise ValueError("empty path")
             return p if is_remote(p) else str(Path(p).expanduser().resolve())
         return [fix(p) for p in v] if isinstance(v, list) else fix(v)
+
+    @field_validator("passwords")
+    @classmethod
+    def _passwords_file_is_local(cls, v: Optional[str]) -> Optional[str]:
+        from pipeline.storage import is_remote
+
+        if v is None:
+            return None
+        if not v.strip() or is_remote(v):
+            raise ValueError("a local file of passwords is needed")
+        return str(Path(v).expanduser().resolve())
 
     @field_validator("model")
     @classmethod
@@ -141,6 +159,19 @@ class RunConfig(BaseModel):
             raise ValueError("--max-page-pixels must be at least --longest-edge")
         return self
 
+    @model_validator(mode="after")
+    def _read_passwords(self) -> "RunConfig":
+        # Read once, here in the driver, so a bad file is refused before any work; the workers get
+        # the parsed book with the render limits (render_limits) and never see the file.
+        if self.passwords is not None:
+            from pipeline.render.passwords import PasswordFileError, load_password_file
+
+            try:
+                self._password_book = load_password_file(self.passwords)
+            except PasswordFileError as exc:
+                raise ValueError(f"{flag('passwords')} {self.passwords}: {exc}") from None
+        return self
+
     @classmethod
     def build(cls, **values) -> "RunConfig":
         """Validate, turning pydantic's report into a ConfigError that names each bad flag."""
@@ -156,6 +187,13 @@ class RunConfig(BaseModel):
                     message = f"{where}: {message}{got}"
                 lines.append(message)
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+    def document_scope(self) -> bool:
+        """Whether the run writes document rows: --scope, else "document" for the built-ins
+        whose targets span pages (schemas.load.DOCUMENT_BUILTINS)."""
+        from schemas.load import DOCUMENT_BUILTINS
+
+        return (self.scope or ("document" if self.schema_ref in DOCUMENT_BUILTINS else "page")) == "document"
 
     def extraction_schema(self):
         from schemas import load_schema
@@ -193,8 +231,10 @@ class RunConfig(BaseModel):
         from dataclasses import fields
 
         from pipeline.render.pages import RenderLimits
+        from pipeline.render.passwords import NO_PASSWORDS
 
-        return RenderLimits(**{f.name: getattr(self, f.name) for f in fields(RenderLimits)})
+        limits = {f.name: getattr(self, f.name) for f in fields(RenderLimits) if f.name != "passwords"}
+        return RenderLimits(**limits, passwords=NO_PASSWORDS if self._password_book is None else self._password_book)
 
 
 def default(field: str):

@@ -62,6 +62,10 @@ def _tail_fields() -> list[pa.Field]:
         pa.field("valid", pa.bool_()),
         pa.field("truncated", pa.bool_()),
         pa.field("confidence", pa.float64()),
+        # share of the row's strings, numbers and dates found in the page's text layer, and the
+        # paths of those not found; null without a text layer (extractors.grounding)
+        pa.field("grounded_fraction", pa.float64()),
+        pa.field("ungrounded_fields", pa.list_(pa.string())),
         pa.field("input_tokens", pa.int32()),
         pa.field("output_tokens", pa.int32()),
         pa.field("image_width", pa.int32()),
@@ -78,6 +82,40 @@ def _tail_fields() -> list[pa.Field]:
 def output_schema(fields_type: pa.DataType) -> pa.Schema:
     """The Parquet schema of one run: fixed columns plus the schema-specific `fields` struct."""
     return pa.schema(_base_fields() + [pa.field("fields", fields_type)] + _tail_fields())
+
+
+def document_schema(fields_type: pa.DataType) -> pa.Schema:
+    """The Parquet schema of document rows (OUT/documents/, pipeline.ledger.documents): one row
+    per document, its `fields` merged from its pages' (schemas.merge_rules)."""
+    pages = pa.list_(pa.int32())
+    return pa.schema([
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("doc_sha256", pa.string()),
+        pa.field("doc_size", pa.int64()),
+        pa.field("doc_mtime_ns", pa.int64()),
+        pa.field("page_count", pa.int32()),
+        pa.field("schema_name", pa.string()),
+        pa.field("schema_id", pa.string()),
+        pa.field("model_id", pa.string()),
+        # ok: every page ok; partial: some pages failed (failed_pages); else the pages' status
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("complete", pa.bool_()),
+        pa.field("pages_ok", pa.int32()),
+        pa.field("failed_pages", pages),
+        pa.field("fields", fields_type),
+        pa.field("field_pages", pa.list_(pa.struct([("field", pa.string()), ("pages", pages)]))),
+        pa.field("conflicts", pa.list_(pa.struct([("field", pa.string()), ("values", pa.list_(pa.string())),
+                                                  ("pages", pages)]))),
+        pa.field("confidence", pa.float64()),
+        pa.field("grounded_fraction", pa.float64()),
+        pa.field("ungrounded_fields", pa.list_(pa.string())),
+        # the newest created_at of the page rows it was made from: a newer page row makes it stale
+        pa.field("pages_created_at", pa.timestamp("us", tz="UTC")),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ])
 
 
 # Columns the render step produces for each page. The pixels travel to the extractor and are never

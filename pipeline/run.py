@@ -14,13 +14,17 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
+from pipeline.errors import FatalError, StorageError, describe, named_nodes, stopped_by
 from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
+from pipeline.ledger.documents import sync_documents
+from pipeline.ledger.merge import merge_small_files, recover
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.lease import Lease
 from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
 from pipeline.ledger.records import RunState, claim, versions
 from pipeline.render.step import RenderPages
+from pipeline.storage import unreachable
 from pipeline.ledger.commit import CommitPages
 
 
@@ -139,12 +143,16 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
     counts: Counter = Counter()
     docs_failed: set[str] = set()
     pages = out_tokens = truncated = 0
+    nodes: dict[str, str] | None = None  # the Ray nodes the run started with
+    lost: dict[str, str] = {}
     try:
         with Heartbeat(folder, record, lease=lease) as beat:
+            recover(folder)  # a merge a killed run left must be finished before pages are counted
             plan = make_plan(config, folder)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 _init_ray()
+                nodes = alive_nodes()
                 dataset = build_dataset(config, plan.uri, plan.documents)
                 for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                     cols = batch.to_pydict()
@@ -155,24 +163,60 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
                     beat.update(counts=dict(counts), pages=pages, truncated=truncated)
                     beat.check_lease()
+                lost = lost_nodes(nodes)  # and Ray redid their work on the nodes left
             beat.check_lease()  # compaction rewrites files another holder may be reading
             beat.update(state=RunState.COMPACTING.value)
             rewritten = drop_superseded(folder, config.run_id, plan.current_versions, plan.forced, plan.scope)
             beat.update(superseded_files_rewritten=rewritten,
                         duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope),
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
+            beat.check_lease()
+            beat.update(**merge_small_files(folder, config.run_id))
+            if config.document_scope():
+                beat.update(**sync_documents(folder, config.extraction_schema(), plan.scope, config.run_id))
         state = RunState.SUCCEEDED.value
-    except BaseException:
+    except BaseException as exc:
         state = RunState.FAILED.value
-        raise
+        stopped = None
+        if isinstance(exc, Exception) and not isinstance(exc, FatalError):  # say what stopped it
+            stopped = stopped_by(exc, config.out, unreachable(config.out), lost_nodes(nodes))
+        record["error"] = describe(stopped or exc, 1000)
+        if stopped is None:
+            raise
+        raise stopped from exc
     finally:
         wall = time.monotonic() - t0
         record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
                       documents_with_errors=len(docs_failed), output_tokens=out_tokens, truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
-        if truncated:
-            record["notes"] = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))]
-        folder.write_run(record)
+        notes = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] if truncated else []
+        if lost:
+            notes.append(f"Ray lost {named_nodes(lost)} during the run and redid its unfinished batches on the "
+                         "nodes left")
+        if notes:
+            record["notes"] = notes
+        try:
+            folder.write_run(record)
+        except StorageError:
+            if state == RunState.SUCCEEDED.value:
+                raise
+            # a failed run's own error says why it stopped; often this same storage is down
+
+
+def alive_nodes() -> dict[str, str]:
+    """Node id -> address of the cluster's live Ray nodes (empty if Ray cannot say)."""
+    import ray
+
+    try:
+        return {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # noqa: BLE001 - asked while another failure is being explained
+        return {}
+
+
+def lost_nodes(before: dict[str, str] | None) -> dict[str, str]:
+    """The nodes of `before` that are dead now."""
+    now = alive_nodes() if before else {}
+    return {node: address for node, address in (before or {}).items() if now and node not in now}
 
 
 def budget_truncated(cols: dict[str, list]) -> int:

@@ -84,6 +84,18 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         raise StorageError(f"cannot open {uri!r}: {exc}") from exc
 
 
+def unreachable(uri: str) -> str | None:
+    """Why the storage holding `uri` does not answer right now (an error text), or None if it
+    does: one metadata request, bounded by the client's own timeouts and retries (pyarrow's S3
+    client: a 1 s connect timeout, 3 attempts)."""
+    try:
+        fs, path = filesystem(uri)
+        fs.get_file_info(path)
+    except Exception as exc:  # noqa: BLE001 - whatever the backend raises, it did not answer
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return None
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 

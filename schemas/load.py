@@ -28,6 +28,9 @@ MAX_FILE_BYTES = 256 * 1024
 FILE_KEYS = ("name", "version", "description", "schema")
 OPTIONAL_KEYS = ("max_new_tokens",)
 SUFFIXES = (".json", ".yaml", ".yml")
+# Built-ins whose targets span pages (an invoice's items, a paper's header and footer): their runs
+# also write one row per document unless --scope page says otherwise; table and transcribe do not.
+DOCUMENT_BUILTINS = ("invoice", "receipt", "paper", "form")
 
 
 def list_builtin() -> list[str]:

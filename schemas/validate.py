@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from schemas.constraints import FORMATS, KEYWORDS as CONSTRAINTS, constraint_problems
+from schemas.merge_rules import RULES as MERGE_RULES
 
 MAX_DEPTH = 6
 MAX_FIELDS = 200
@@ -24,7 +25,7 @@ TYPES = ("object", "array", "string", "number", "integer", "boolean")
 ANNOTATIONS = frozenset({"description", "title", "examples", "default"})
 KEYWORDS = ANNOTATIONS | {
     "type", "nullable", "enum", "format", "properties", "required", "items",
-    "additionalProperties", *CONSTRAINTS,
+    "additionalProperties", "merge", *CONSTRAINTS,
 }
 _ONLY_FOR = {"properties": "object", "required": "object", "additionalProperties": "object",
              "items": "array"}
@@ -114,6 +115,9 @@ def _check_annotations(node: dict, path: str, walk: _Walk) -> None:
                            f"{MAX_TEXT_CHARS}, shorten it")
     if "examples" in node and not isinstance(node["examples"], list):
         walk.add(path, "'examples' must be a list of example values")
+    if "merge" in node and node["merge"] not in MERGE_RULES:  # pageray's own: schemas.merge_rules
+        walk.add(path, f"'merge' must be one of {', '.join(MERGE_RULES)} (which page's value a "
+                       "document row takes)")
     if "nullable" in node and not isinstance(node["nullable"], bool):
         walk.add(path, "'nullable' must be true or false")
 

@@ -246,3 +246,32 @@ def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = Non
                            env=cluster.env, capture_output=True, text=True, timeout=60)
         status = r.stdout.strip() or "UNKNOWN: " + r.stderr[-500:]
     return job, status
+
+
+def raylet_of(node: Node) -> int | None:
+    """The pid of a node's raylet: the `raylet` process whose command line names the node's temp dir."""
+    own = node.temp_dir.encode()
+    found = processes(lambda cmdline: cmdline.split(b"\0", 1)[0].endswith(b"/raylet") and
+                      any(own + end in cmdline for end in (b"/", b"\0")))
+    return found[0] if found else None
+
+
+def actor_titles(node: Node) -> list[str]:
+    """Process titles of the node's Ray workers (the raylet's children): `ray::Class` for an idle
+    actor, `ray::Class.method` while it runs a method (`.__init__` while it is constructed)."""
+    from processes import parent_of
+
+    raylet = raylet_of(node)
+    titles = []
+    for pid in processes(lambda cmdline: cmdline.startswith(b"ray::")):
+        if raylet is not None and parent_of(str(pid)) == raylet:
+            try:
+                titles.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"))
+            except OSError:
+                pass
+    return titles
+
+
+def busy_actor(node: Node, name: str) -> bool:
+    """Whether an actor of the node whose title contains `name` is running a method other than its constructor."""
+    return any(name in t and "." in t.rsplit(")", 1)[-1] and not t.endswith(".__init__") for t in actor_titles(node))

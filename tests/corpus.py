@@ -261,3 +261,10 @@ def build_corpus(folder: Path) -> dict[str, str]:
         (folder / name).write_bytes(content)
         expected[name] = status
     return expected
+
+
+def locked_pdf(password: str, encryption: int = pymupdf.PDF_ENCRYPT_AES_256, pages: int = 1) -> bytes:
+    """A corpus PDF that opens with the user password `password` (or the owner password "owner-" + it).
+    MuPDF keys an AES-256 file with the password's UTF-8 bytes as given: to stand for a PDF 2.0 writer,
+    which keys it with the SASLprep form, pass that form (tests/test_passwords.py)."""
+    return mupdf_pdf(pages, encryption=encryption, user_pw=password, owner_pw=f"owner-{password}")

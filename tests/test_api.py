@@ -105,6 +105,14 @@ def test_read_warns_while_a_run_is_unfinished_and_refuses_what_is_no_output(tmp_
         read(tmp_path / "nothing-here")
 
 
+def test_read_warns_while_a_merge_is_unfinished(tmp_path):
+    out = str(tmp_path / "out")
+    _made_by_hand(out, state="succeeded")
+    OutputFolder(out).write_json("_compact/part-m1-0.parquet.json", {"target": "part-m1-0.parquet", "sources": []})
+    with pytest.warns(UserWarning, match="merge of small part files is under way"):
+        read(out)
+
+
 @pytest.mark.slow
 def test_extract_with_a_builtin_name_then_read_shows_only_the_newest_version(ray_local, samples, tiny_model, tmp_path):
     inbox, out = tmp_path / "in", tmp_path / "out"

@@ -55,6 +55,13 @@ def test_ok_rows_are_schema_valid_even_when_truncated(invoice_extractor, samples
     # 120 tokens cannot hold a whole invoice from a random model: the closing path must have run
     assert any(r["truncated"] for r in ok)
     assert table.schema.field("fields").type.field("total").type == pa.float64()
+    for r in ok:  # grounded against the text layer where there is one, null for the scan
+        if r["text_layer"] and r["text_layer"].strip():
+            assert r["ungrounded_fields"] is not None
+            assert r["grounded_fraction"] is None or 0.0 <= r["grounded_fraction"] <= 1.0
+        else:
+            assert r["grounded_fraction"] is None and r["ungrounded_fields"] is None
+    assert {bool(r["text_layer"] and r["text_layer"].strip()) for r in ok} == {True, False} or len(ok) < 3
 
 
 def test_error_rows_pass_through_untouched(invoice_extractor, samples):

@@ -125,3 +125,25 @@ def test_the_readme_demo_runs_and_can_run_again(ray_local, tmp_path):
     assert ok == record["counts"]["ok"]
     again = run_demo(tmp_path / "demo", echo=lines.append)  # the model is reused, nothing is redone
     assert again["pages"] == 0 and again["plan"]["skipped"] == record["plan"]["new"]
+
+
+def test_small_part_files_are_merged_when_the_run_ends(invoice_run):
+    out, record = invoice_run
+    parts = sorted((out / "data").glob("*.parquet"))
+    assert len(parts) == 1, [p.name for p in parts]  # one schema, far below the target size
+    assert record["merged_into"] <= 1 and record["merged_files"] != 1 and record["merge_recovered"] == 0
+    assert not (out / "_compact").exists() or not list((out / "_compact").iterdir())
+
+
+def test_an_invoice_run_also_writes_one_row_per_document(invoice_run, samples):
+    out, record = invoice_run  # invoice defaults to --scope document
+    docs = duckdb.sql(f"select source_uri, status, page_count, pages_ok, failed_pages, fields, field_pages "
+                      f"from read_parquet('{out}/documents/*.parquet')").fetchall()
+    by_name = {Path(d[0]).name: d for d in docs}
+    assert len(docs) == len(by_name) == len(list(samples.iterdir())) == record["documents_written"]
+    assert by_name["encrypted_password_secret.pdf"][1] == "encrypted"
+    form = by_name["form_two_pages.pdf"]
+    assert form[2] == 2 and form[1] in ("ok", "partial") and form[3] + len(form[4]) == 2
+    pages = duckdb.sql(f"select count(*) from read_parquet('{out}/data/*.parquet') where status = 'ok'").fetchall()[0][0]
+    assert sum(d[3] for d in docs) == pages  # every ok page is in its document's row
+    assert all(d[5] is not None for d in docs if d[3])

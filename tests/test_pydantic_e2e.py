@@ -1,7 +1,9 @@
 """A Pydantic model as users write it (optional fields, a nested model, an enum, a Literal, dates,
 datetimes, times, a UUID, lists of models, numeric, length and item-count constraints, a pattern)
 through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` with
-`pageray extract`, and as a raw `model_json_schema()` file with `ray job submit`. DuckDB checks
+`pageray extract` and as a raw `model_json_schema()` file with `ray job submit` over the samples,
+and each the other way round over one invoice (the cheap check that both sources work both
+ways: the schema is loaded in the driver, whichever starts it). DuckDB checks
 each column's type and that every ok row honours every constraint, truncated rows included (the
 budget is small, so most rows are closed by the forced completion)."""
 from __future__ import annotations
@@ -113,6 +115,18 @@ def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(models, samples
         assert "$defs" in json.loads(dumped) and "anyOf" in dumped
         job, status = submit_job(cluster, [*flags, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
         assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+        one = tmp_path / "one"
+        one.mkdir()
+        (one / "invoice.pdf").write_bytes((samples / "invoice.pdf").read_bytes())
+        small = [str(one), *flags[1:]]
+        job, status = submit_job(cluster, [*small, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
+        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+        local = subprocess.run([str(BIN / "pageray"), "extract", *small, "--schema", str(raw),
+                                "--out", str(tmp_path / "json-local")],
+                               env=local_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
     ok, truncated = check_output(tmp_path / "class-out")
     assert truncated, "a small budget must exercise the constrained forced completion"
     check_output(tmp_path / "json-out")
+    check_output(tmp_path / "class-job")
+    check_output(tmp_path / "json-local")

@@ -5,6 +5,9 @@
     OUT/_runs/<run_id>.json                 one run's record (config, versions, counts, heartbeat)
     OUT/_runs/<run_id>/plan/shard-NNNNN.plan  the run's plan: Parquet under another suffix, so that
                                             `read_parquet('OUT/**/*.parquet')` finds pages only
+    OUT/_compact/<part name>.json           a merge of small part files under way (pipeline.ledger.merge)
+    OUT/documents/part-<run_id>-<digest>.parquet  document rows, one current row per document
+                                            (document-scope runs, pipeline.ledger.documents)
 
 Every write is whole or absent: locally a temporary ".<name>.<random>.tmp" beside the target,
 renamed into place (readers skip names that start with "."); on object storage a single PUT,
@@ -32,6 +35,8 @@ DATA_DIR = "data"
 RUNS_DIR = "_runs"
 MANIFEST = "_pageray.json"
 LEASE_DIR = "_lease"  # OUT/_lease/<generation>.json: which run holds the folder (pipeline.ledger.lease)
+COMPACT_DIR = "_compact"
+DOCUMENTS_DIR = "documents"
 PLAN_SUFFIX = "plan"
 _PART = re.compile(r"part-(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]*)-[0-9a-f]{20}\.parquet")
 
@@ -67,6 +72,15 @@ class OutputFolder:
     @property
     def data_path(self) -> str:
         return f"{self.path}/{DATA_DIR}"
+
+    @property
+    def documents_path(self) -> str:
+        return f"{self.path}/{DOCUMENTS_DIR}"
+
+    def document_files(self) -> list[pafs.FileInfo]:
+        infos = self.fs.get_file_info(pafs.FileSelector(self.documents_path, allow_not_found=True))
+        return sorted((i for i in infos if i.type == pafs.FileType.File and part_run_id(i.base_name)),
+                      key=lambda i: i.path)
 
     def plan_path(self, run_id: str) -> str:
         return f"{self.path}/{RUNS_DIR}/{run_id}/plan"
@@ -110,6 +124,27 @@ class OutputFolder:
 
     def write_parquet(self, path: str, table: pa.Table, **options) -> None:
         self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd", **options))
+
+    def write_parquet_stream(self, path: str, schema: pa.Schema, tables, row_group_rows: int) -> None:
+        """One Parquet file from an iterable of tables (each read only when needed), in row groups
+        of about `row_group_rows`: merging small files holds one row group in memory, not the file."""
+        def write(target: str) -> None:
+            with pq.ParquetWriter(target, schema, filesystem=self.fs, compression="zstd") as writer:
+                pending, rows = [], 0
+                for table in tables:
+                    pending.append(table)
+                    rows += table.num_rows
+                    if rows >= row_group_rows:
+                        writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
+                        pending, rows = [], 0
+                if pending:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
+        self._atomically(path, write)
+
+    def journals(self) -> list[str]:
+        """Names of the merge journals in OUT/_compact/ (merges that began and did not finish)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{COMPACT_DIR}", allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".json"))
 
     def write_part(self, run_id: str, table: pa.Table) -> str:
         """Commit `table` as one part file; return its name."""
@@ -160,7 +195,8 @@ class OutputFolder:
             raise StorageError(f"cannot read {join(self.uri, rel)}: {exc}") from exc
 
     def write_json(self, rel: str, obj: Any) -> None:
-        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+        # Insertion order, not sorted keys: a run record's schema keeps its fields in the user's order.
+        data = json.dumps(obj, indent=2, default=str).encode("utf-8")
 
         def write(path: str) -> None:
             with self.fs.open_output_stream(path) as f:

@@ -8,6 +8,7 @@ import re
 
 from pipeline.datamodel import Status
 from pipeline.render.pages import RenderLimits
+from pipeline.render.passwords import Candidates
 
 MIB = 1024 * 1024
 CPU_KILL_AFTER_S = 5  # CPU seconds after SIGXCPU before the kernel sends SIGKILL
@@ -49,7 +50,8 @@ def _label_memory_failure(page: dict, memory_mb: int) -> dict:
     return page
 
 
-def main(conn, data: bytes, name: str, limits: RenderLimits, cpu_s: int, skip: int, crash_on: str | None) -> None:
+def main(conn, data: bytes, name: str, limits: RenderLimits, cpu_s: int, skip: int, crash_on: str | None,
+         passwords: Candidates = Candidates()) -> None:
     memory_mb = limits.render_memory_mb
     import resource
 
@@ -67,7 +69,7 @@ def main(conn, data: bytes, name: str, limits: RenderLimits, cpu_s: int, skip: i
     if crash_on and crash_on in name:
         os.abort()
     try:
-        for page in iter_render(data, name, limits, start=skip):
+        for page in iter_render(data, name, limits, start=skip, passwords=passwords):
             if page["page_index"] >= skip:  # a retry resumes after the pages already delivered
                 conn.send(_label_memory_failure(page, memory_mb))
         conn.send(("done", _peak_rss_bytes(), None))

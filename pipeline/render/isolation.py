@@ -29,12 +29,13 @@ import sys
 import threading
 import time
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from pipeline.render import child as render_child
 from pipeline.datamodel import Status, page_row
 from pipeline.render.pages import RenderLimits, skipped_row
+from pipeline.render.passwords import NO_PASSWORDS, Candidates
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
@@ -97,6 +98,8 @@ class IsolatedRenderer:
 
     def __init__(self, limits: RenderLimits = RenderLimits()):
         self.limits = limits
+        # A child needs the candidates of its own document only (passed per call), not the book
+        self._child_limits = replace(limits, passwords=NO_PASSWORDS)
         self._cpu_s = math.ceil(limits.render_timeout_s) + CPU_GRACE_S
         # Read here and handed to each child: children inherit the forkserver's environment,
         # and the forkserver may have started before the variable was set.
@@ -106,7 +109,7 @@ class IsolatedRenderer:
         self.children_started = 0
         self.peak_rss_bytes = 0
 
-    def __call__(self, data: bytes, name: str) -> Iterator[dict]:
+    def __call__(self, data: bytes, name: str, passwords: Candidates = Candidates()) -> Iterator[dict]:
         """Every page of the document gets a row, even after a failure: a page that crashes
         (after its retries) or exhausts the memory limit is its own row and a new child goes on
         with the next page. When the document's time budget is spent, or MAX_FAILED_PAGES pages
@@ -114,7 +117,7 @@ class IsolatedRenderer:
         output, and a scheduled run does not render (and hang on) it again."""
         progress, failed = _Progress(), 0
         while not progress.complete:
-            failure = yield from self._until_a_page_fails(data, name, progress)
+            failure = yield from self._until_a_page_fails(data, name, passwords, progress)
             if failure is None:
                 return
             yield failure.row(progress.delivered, progress.page_count)
@@ -126,13 +129,13 @@ class IsolatedRenderer:
                 yield from self._not_rendered(progress, failure, failed)
                 return
 
-    def _until_a_page_fails(self, data: bytes, name: str, progress: _Progress):
+    def _until_a_page_fails(self, data: bytes, name: str, passwords: Candidates, progress: _Progress):
         """Yield pages from children until the document ends (return None) or a page fails for
         good (return its _Failure): a crash is retried `render_retries` times, counted per page."""
         attempt = 1
         while True:
             before = progress.delivered
-            failure = yield from self._attempt(data, name, progress, attempt)
+            failure = yield from self._attempt(data, name, passwords, progress, attempt)
             if progress.complete:
                 # the child crashed or hung after its last page (closing the document): a
                 # failure row would claim a page that does not exist
@@ -161,11 +164,11 @@ class IsolatedRenderer:
                 yield page_row(page_index=index, page_count=count, status=failure.status,
                                error=f"page {index + 1} of {count} not rendered: {why}", render_ms=0.0)
 
-    def _attempt(self, data: bytes, name: str, progress: _Progress, attempt: int):
+    def _attempt(self, data: bytes, name: str, passwords: Candidates, progress: _Progress, attempt: int):
         """Yield this child's pages; return None when it finished, else why it failed."""
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=render_child.main, daemon=True, args=(
-            send_conn, data, name, self.limits, self._cpu_s, progress.delivered, self._crash_on))
+            send_conn, data, name, self._child_limits, self._cpu_s, progress.delivered, self._crash_on, passwords))
         started = time.monotonic()
         try:
             _start(proc)

@@ -8,7 +8,7 @@ pipeline.datamodel.PAGE_COLUMNS; the caller adds run and document identity.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 import pymupdf
@@ -18,6 +18,7 @@ from pipeline.config import default
 from pipeline.datamodel import Status, page_row
 from pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
 from pipeline.render.images import ImageUnreadable, PageTooLarge
+from pipeline.render.passwords import NO_PASSWORDS, Candidates, PasswordBook, unlock
 
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"
 
@@ -45,12 +46,14 @@ class RenderLimits:
     render_timeout_s: float = default("render_timeout_s")   # wall time per document (pipeline.render.isolation)
     render_memory_mb: int = default("render_memory_mb")     # address space of a render child
     render_retries: int = default("render_retries")         # retries of a page after a native crash
+    # not a limit: it rides along so that the config's render settings reach the step as one object
+    passwords: PasswordBook = field(default=NO_PASSWORDS, repr=False)
 
     def __post_init__(self) -> None:
-        for field in fields(self)[:4]:
-            value = getattr(self, field.name)
+        for limit in fields(self)[:4]:
+            value = getattr(self, limit.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"RenderLimits.{field.name} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"RenderLimits.{limit.name} must be an integer >= 1, got {value!r}")
         if not self.render_timeout_s > 0 or self.render_memory_mb < 1 or self.render_retries < 0:
             raise ValueError(f"RenderLimits: render_timeout_s > 0, render_memory_mb >= 1 and render_retries >= 0 "
                              f"are needed, got {self}")
@@ -66,15 +69,8 @@ class RenderLimits:
             )
 
 
-def _row(
-    page_index: int,
-    page_count: int | None,
-    status: Status,
-    error: str | None = None,
-    pixels: Pixels | None = None,
-    text: str | None = None,
-    render_ms: float = 0.0,
-) -> dict[str, Any]:
+def _row(page_index: int, page_count: int | None, status: Status, error: str | None = None,
+         pixels: Pixels | None = None, text: str | None = None, render_ms: float = 0.0) -> dict[str, Any]:
     """Every render column, set: the page's own rows, before run and document identity are added."""
     image, width, height = pixels if pixels is not None else (None, None, None)
     return page_row(page_index=page_index, page_count=page_count, status=status, error=error, image=image,
@@ -86,9 +82,7 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def _document_error(
-    status: Status, error: str, started: float, page_count: int | None = None
-) -> dict[str, Any]:
+def _document_error(status: Status, error: str, started: float, page_count: int | None = None) -> dict[str, Any]:
     return _row(0, page_count, status, error, render_ms=_ms_since(started))
 
 
@@ -140,7 +134,8 @@ def _render_pdf_page(page: pymupdf.Page, limits: RenderLimits) -> tuple[Pixels, 
     return (pix.samples, pix.width, pix.height), page.get_text()
 
 
-def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float, start: int) -> Iterator[dict]:
+def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float, start: int,
+                passwords: Candidates) -> Iterator[dict]:
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:  # noqa: BLE001 - MuPDF reports corrupt input with assorted types
@@ -154,9 +149,9 @@ def _render_pdf(data: bytes, name: str, limits: RenderLimits, started: float, st
             message = f"{name!r} is not a PDF (MuPDF recognised {found}); accepted: {ACCEPTED_FORMATS}"
             yield _document_error(Status.RENDER_ERROR, message, started)
             return
-        if doc.needs_pass and not doc.authenticate(""):
-            message = f"{name!r} is encrypted and needs a password to open"
-            yield _document_error(Status.ENCRYPTED, message, started)
+        if not unlock(doc, passwords):  # before anything reads the page count: see unlock
+            tried = f"none of {len(passwords)} tried opens it" if passwords else "none given: see --passwords"
+            yield _document_error(Status.ENCRYPTED, f"{name!r} is encrypted and needs a password ({tried})", started)
             return
         try:
             count = doc.page_count
@@ -216,9 +211,11 @@ def detect_format(data: bytes, name: str) -> str | None:
     return _EXTENSIONS.get(extension)
 
 
-def iter_render(data: bytes, name: str, limits: RenderLimits, start: int = 0) -> Iterator[dict]:
+def iter_render(data: bytes, name: str, limits: RenderLimits, start: int = 0,
+                passwords: Candidates = Candidates()) -> Iterator[dict]:
     """Page rows one at a time, so a 2,000-page document is never held in memory whole.
     Pages before `start` are not rendered (a retry picks up where a crashed attempt stopped).
+    An encrypted PDF is tried with the empty password, then `passwords` (pipeline.render.passwords).
 
     Never raises for bad input. `name` only picks the format (after the magic bytes)
     and labels messages; it is never opened. Document-level failures are one row with
@@ -234,7 +231,7 @@ def iter_render(data: bytes, name: str, limits: RenderLimits, start: int = 0) ->
         return
     fmt = detect_format(data, name)
     if fmt == "pdf":
-        yield from _render_pdf(data, name, limits, started, start)
+        yield from _render_pdf(data, name, limits, started, start, passwords)
     elif fmt is not None:
         yield from _render_image(data, name, fmt, limits, started, start)
     else:

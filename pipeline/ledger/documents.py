@@ -1,0 +1,134 @@
+"""Document rows: one current row per document in OUT/documents/, made from its page rows.
+
+Why from the page rows, after the run: pages stay the unit of work, of exactly-once and of
+resume (a document row never needs a model call), and a document row is a pure function of its
+current page rows (schemas.merge_rules), so it can always be made again.
+
+Exactly once, self-healing: a document row records `pages_created_at`, the newest created_at of
+the page rows it was made from. At the end of every document-scope run (after page compaction),
+each document of the run's schema and model whose pages are newer than its row, that has no row
+or more than one, is made again; rows of documents that no longer have pages are dropped. New
+rows are written first (one whole file, atomically), then older rows of those documents are
+removed from the other files, so a run killed at any point leaves at most an extra row that the
+next run's check removes. A changed file, --force and a resumed run all give newer page rows,
+hence a new document row.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from extractors.grounding import ground
+from pipeline.datamodel import Status, document_schema, output_schema
+from pipeline.ledger.folder import OutputFolder, part_name
+from pipeline.ledger.index import Scope
+from schemas import ExtractionSchema, arrow_type
+from schemas.merge_rules import PageValue, merge_pages
+
+DOCS_PER_FILE = 20_000
+_USABLE = (Status.OK.value, Status.GENERATION_TIMEOUT.value)
+_PAGE_COLUMNS = ["doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
+                 "schema_name", "schema_id", "model_id", "status", "error", "fields", "confidence",
+                 "text_layer", "created_at"]
+
+
+def _newest_pages(pages: pads.Dataset, scope: Scope) -> dict[str, Any]:
+    table = pages.to_table(columns=["doc_id", "created_at"], filter=scope.expression())
+    grouped = table.group_by("doc_id").aggregate([("created_at", "max")])
+    return dict(zip(grouped.column("doc_id").to_pylist(), grouped.column("created_at_max").to_pylist()))
+
+
+def _documents(folder: OutputFolder, schema: pa.Schema, scope: Scope) -> dict[str, list[Any]]:
+    files = folder.document_files()
+    if not files:
+        return {}
+    table = pads.dataset([i.path for i in files], schema=schema, filesystem=folder.fs, format="parquet") \
+        .to_table(columns=["doc_id", "pages_created_at"], filter=scope.expression())
+    rows: dict[str, list[Any]] = defaultdict(list)
+    for doc, stamp in zip(table.column("doc_id").to_pylist(), table.column("pages_created_at").to_pylist()):
+        rows[doc].append(stamp)
+    return rows
+
+
+def sync_documents(folder: OutputFolder, schema: ExtractionSchema, scope: Scope, run_id: str) -> dict[str, int]:
+    """Make the document rows that are missing or stale, drop those without pages (see above)."""
+    pages = folder.pages_dataset(output_schema(arrow_type(schema)))
+    doc_schema = document_schema(arrow_type(schema))
+    newest = _newest_pages(pages, scope) if pages is not None else {}
+    existing = _documents(folder, doc_schema, scope)
+    stale = sorted(d for d, stamp in newest.items() if existing.get(d) != [stamp])
+    orphans = set(existing) - set(newest)
+    written: set[str] = set()
+    for start in range(0, len(stale), DOCS_PER_FILE):
+        docs = stale[start:start + DOCS_PER_FILE]
+        table = pages.to_table(columns=_PAGE_COLUMNS,
+                               filter=scope.expression() & pc.field("doc_id").isin(docs))
+        rows = [document_row(schema, run_id, group) for group in _by_document(table)]
+        out = pa.Table.from_pylist(rows, schema=doc_schema)
+        name = part_name(run_id, out.append_column("page_index", pa.array([0] * out.num_rows, pa.int32())))
+        folder.write_parquet(f"{folder.documents_path}/{name}", out)
+        written.add(name)
+    _drop_rows(folder, set(stale) | orphans, written, scope)
+    return {"documents_written": len(stale), "documents_dropped": len(orphans)}
+
+
+def _by_document(table: pa.Table) -> list[list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in table.to_pylist():
+        groups[row["doc_id"]].append(row)
+    return [sorted(rows, key=lambda r: r["page_index"]) for _, rows in sorted(groups.items())]
+
+
+def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> dict[str, Any]:
+    """The one constructor of a document row, from the document's current page rows."""
+    first = pages[0]
+    usable = [p for p in pages if p["status"] in _USABLE]
+    failed = [p for p in pages if p["status"] not in _USABLE]
+    merged = merge_pages(schema.json_schema, [
+        PageValue(p["page_index"], p["fields"] if p["status"] in _USABLE else None, p["confidence"]) for p in pages])
+    page_count = first["page_count"]
+    complete = not failed and (page_count is None or len({p["page_index"] for p in pages}) >= page_count)
+    status = "ok" if complete else "partial" if usable else failed[0]["status"]
+    error = None
+    if failed:
+        shown = "; ".join(f"page {p['page_index']}: {p['status']}" + (f" ({p['error'][:200]})" if p["error"] else "")
+                          for p in failed[:5])
+        error = f"{len(failed)} of {len(pages)} pages failed: {shown}" + ("; ..." if len(failed) > 5 else "")
+    elif not complete:
+        error = f"rows for {len(pages)} of {page_count} pages"
+    text = "\n".join(p["text_layer"] for p in usable if p["text_layer"] and p["text_layer"].strip()) or None
+    confidences = [p["confidence"] for p in usable if p["confidence"] is not None]
+    return {
+        **{k: first[k] for k in ("doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_count",
+                                 "schema_name", "schema_id", "model_id")},
+        "run_id": run_id, "status": status, "error": error, "complete": complete, "pages_ok": len(usable),
+        "failed_pages": [p["page_index"] for p in failed], "fields": merged.fields,
+        "field_pages": merged.field_pages, "conflicts": merged.conflicts,
+        "confidence": sum(confidences) / len(confidences) if confidences else None,
+        **ground(schema.json_schema, merged.fields, text),
+        "pages_created_at": max(p["created_at"] for p in pages), "created_at": datetime.now(timezone.utc),
+    }
+
+
+def _drop_rows(folder: OutputFolder, docs: set[str], keep_files: set[str], scope: Scope) -> None:
+    if not docs:
+        return
+    wanted = pa.array(sorted(docs), pa.string())
+    for info in folder.document_files():
+        if info.base_name in keep_files:
+            continue
+        table = pq.read_table(info.path, filesystem=folder.fs)
+        drop = pc.and_(pc.is_in(table.column("doc_id"), value_set=wanted), pa.array(scope.mask(table)))
+        if not pc.any(drop).as_py():
+            continue
+        remaining = table.filter(pc.invert(drop))
+        if remaining.num_rows:
+            folder.write_parquet(info.path, remaining)
+        else:
+            folder.delete(info.path)
