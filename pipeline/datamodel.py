@@ -84,24 +84,17 @@ def output_schema(fields_type: pa.DataType) -> pa.Schema:
     return pa.schema(_base_fields() + [pa.field("fields", fields_type)] + _tail_fields())
 
 
+_PAGE_ONLY = ("page_index", "schema_version")
+
+
 def document_schema(fields_type: pa.DataType) -> pa.Schema:
     """The Parquet schema of document rows (OUT/documents/, pipeline.ledger.documents): one row
     per document, its `fields` merged from its pages' (schemas.merge_rules)."""
     pages = pa.list_(pa.int32())
-    return pa.schema([
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("doc_sha256", pa.string()),
-        pa.field("doc_size", pa.int64()),
-        pa.field("doc_mtime_ns", pa.int64()),
-        pa.field("page_count", pa.int32()),
-        pa.field("schema_name", pa.string()),
-        pa.field("schema_id", pa.string()),
-        pa.field("model_id", pa.string()),
-        # ok: every page ok; partial: some pages failed (failed_pages); else the pages' status
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
+    # a page row's identity and status columns, less the page's own; a document's status is ok when
+    # every page is ok, partial when some failed (failed_pages), else its pages' status
+    identity = [f for f in _base_fields() if f.name not in _PAGE_ONLY]
+    return pa.schema(identity + [
         pa.field("complete", pa.bool_()),
         pa.field("pages_ok", pa.int32()),
         pa.field("failed_pages", pages),

@@ -6,15 +6,13 @@ Fatal (raise one of the classes below, the run stops before or without writing m
   - the output storage cannot be reached or would be corrupted (StorageError),
   - another live run holds the output folder (OutputBusy),
   - a Ray node or worker died and Ray could not finish its work on the nodes left (LostWorkers).
-A run that stops mid-way because of its storage or a node (`stopped_by` tells which) keeps every
+A run that stops mid-way because of its storage or a node (pipeline.stopped tells which) keeps every
 page it committed, and says so: resubmitting the same command does only what is missing.
 Everything a single document or page can cause (corrupt bytes, encryption, a renderer crash,
 a timeout, an out-of-memory at batch size 1, an unparseable generation) becomes a row with a
 `pipeline.datamodel.Status` and an error message, and the run goes on.
 """
 from __future__ import annotations
-
-import re
 
 
 class FatalError(RuntimeError):
@@ -45,59 +43,3 @@ def describe(exc: BaseException, limit: int = 2000) -> str:
     """A one-line error text for a row: type and message, bounded in size."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# Ray's errors for a worker, actor, node or object that is gone (by name: they move between versions)
-RAY_LOSSES = {"ActorDiedError", "ActorUnavailableError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
-              "ObjectReconstructionFailedError", "ObjectFetchTimedOutError", "WorkerCrashedError",
-              "LocalRayletDiedError"}
-# Ray's wrappers around the error that happened in a task (whose text carries the remote traceback)
-RAY_WRAPPERS = {"RayTaskError", "RayActorError", "UserCodeException", "UnserializableException", "RaySystemError",
-                "RayError"}
-KEPT = "Every page committed so far is kept"
-_ERROR_LINE = re.compile(r"^(?:\w+\.)*(\w+)(?:\([\w.]+\))?: (.+)$")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def stopped_by(exc: Exception, out: str, storage_down: str | None, lost_nodes: dict[str, str]) -> FatalError | None:
-    """Why a run that failed mid-way with `exc` stopped, as the FatalError that says so and what to
-    do: the output storage did not answer (`storage_down`: the error of asking it just now), or
-    Ray lost nodes (`lost_nodes`: id -> address) or a worker and could not redo their work on the
-    nodes left. None when it is neither: then `exc` goes up as it is."""
-    errors = list(_errors(exc))
-    cause = _short(next((f"{name}: {text}" for name, text in errors if name not in RAY_WRAPPERS), describe(exc)))
-    if storage_down is not None:
-        return StorageError(f"storage {out} did not answer ({_short(storage_down)}), so the run stopped (it failed with "
-                            f"{cause}). {KEPT}: resubmit the same command once the storage is back (the "
-                            "next run does only what is missing)")
-    loss = next((_short(f"{name}: {text}") for name, text in errors if name in RAY_LOSSES), None)
-    if lost_nodes or loss is not None:
-        what = f"Ray lost {named_nodes(lost_nodes)}" if lost_nodes else "a Ray worker died"
-        return LostWorkers(f"{what} mid-run, and Ray could not finish its work on the nodes left ({loss or cause})"
-                           f". {KEPT}: resubmit the same command to finish the rest (the next run does only what is "
-                           "missing)")
-    return None
-
-
-def _short(text: str, limit: int = 240) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def named_nodes(nodes: dict[str, str]) -> str:
-    return ", ".join(f"node {address} (id {node[:12]})" for node, address in sorted(nodes.items(), key=lambda n: n[1]))
-
-
-def _errors(exc: BaseException):
-    """(type name, message) of `exc`, of the errors it was raised from, and of the errors named in
-    their text: a Ray task's error carries the remote traceback (and its causes) as text only."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
-        yield type(exc).__name__.partition("(")[0], lines[0].rstrip(".") if lines else ""
-        for line in lines[1:]:
-            found = _ERROR_LINE.match(line)
-            if found and found.group(1).endswith(("Error", "Exception")):
-                yield found.group(1), found.group(2).rstrip(".")
-        inner = getattr(exc, "cause", None)  # a RayTaskError's original exception
-        exc = inner if isinstance(inner, BaseException) else exc.__cause__ or exc.__context__

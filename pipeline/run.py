@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.datamodel import output_schema
-from pipeline.errors import FatalError, StorageError, describe, named_nodes, stopped_by
+from pipeline.errors import FatalError, StorageError, describe
 from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pipeline.ledger.documents import sync_documents
 from pipeline.ledger.merge import merge_small_files, recover
@@ -24,6 +24,7 @@ from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
 from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
 from pipeline.ledger.records import RunState, claim, versions
 from pipeline.render.step import RenderPages
+from pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pipeline.storage import unreachable
 from pipeline.ledger.commit import CommitPages
 
@@ -189,7 +190,8 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
         record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
                       documents_with_errors=len(docs_failed), output_tokens=out_tokens, truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
-        notes = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] if truncated else []
+        notes = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] \
+            if truncated else []
         if lost:
             notes.append(f"Ray lost {named_nodes(lost)} during the run and redid its unfinished batches on the "
                          "nodes left")
@@ -201,22 +203,6 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
             if state == RunState.SUCCEEDED.value:
                 raise
             # a failed run's own error says why it stopped; often this same storage is down
-
-
-def alive_nodes() -> dict[str, str]:
-    """Node id -> address of the cluster's live Ray nodes (empty if Ray cannot say)."""
-    import ray
-
-    try:
-        return {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes() if n.get("Alive")}
-    except Exception:  # noqa: BLE001 - asked while another failure is being explained
-        return {}
-
-
-def lost_nodes(before: dict[str, str] | None) -> dict[str, str]:
-    """The nodes of `before` that are dead now."""
-    now = alive_nodes() if before else {}
-    return {node: address for node, address in (before or {}).items() if now and node not in now}
 
 
 def budget_truncated(cols: dict[str, list]) -> int:

@@ -162,16 +162,18 @@ class Cluster:
     def alive_nodes(self) -> list[dict]:
         """`ray.nodes()` of the cluster, asked from a separate process (this one stays Ray-free)."""
         code = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR'); "
-                "print(json.dumps([{'NodeID': n['NodeID'], 'Resources': n['Resources']} "
+                "print('NODES=' + json.dumps([{'NodeID': n['NodeID'], 'Resources': n['Resources']} "
                 "for n in ray.nodes() if n['Alive']]))" % self.gcs_address)
         try:
             r = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
                                timeout=45)
         except subprocess.TimeoutExpired:
             return []
-        if r.returncode != 0:
+        # Ray may print its own lines after ours (a warning at exit), so find ours by its mark
+        marked = [ln for ln in r.stdout.splitlines() if ln.startswith("NODES=")]
+        if r.returncode != 0 or not marked:
             return []
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        return json.loads(marked[-1][len("NODES="):])
 
     def wait_for_nodes(self, count: int, timeout: float = 120) -> list[dict]:
         nodes: list[dict] = []

@@ -9,6 +9,8 @@ from functools import lru_cache
 import jsonschema
 import xgrammar as xgr
 
+from extractors.completion import max_completion_len, shortest_completion
+
 # A vocabulary of the 256 single bytes (and a stop token), so token masks are next-byte sets.
 _BYTE_VOCAB = xgr.TokenizerInfo([bytes([i]) for i in range(256)] + [b"</s>"], stop_token_ids=[256])
 _COMPILER = xgr.GrammarCompiler(_BYTE_VOCAB)
@@ -40,3 +42,13 @@ def xgr_accepts(schema: dict, data: bytes, complete: bool = True) -> bool:
     return matcher.accept_string(data) and (matcher.is_completed() or not complete)
 
 
+def assert_valid_completion(schema: dict, prefix: bytes) -> bytes:
+    """The shortest completion of `prefix`, checked: xgrammar accepts the whole document, the
+    schema's validator accepts its value (length-limited strings are raw, hence strict=False, as
+    the extractor parses), and it is no longer than the schema's bound."""
+    tail = shortest_completion(schema, prefix)
+    document = prefix + tail
+    assert xgr_accepts(schema, document), f"xgrammar rejects {document!r} (prefix {prefix!r})"
+    validator(json.dumps(schema)).validate(json.loads(document, strict=False))
+    assert len(tail) <= max_completion_len(schema), (prefix, tail)
+    return tail

@@ -18,20 +18,11 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extractors.completion import literal_for, max_completion_len, min_instance, shortest_completion
+from extractors.completion import literal_for, min_instance, shortest_completion
 
 # ---------------------------------------------------------------- the oracle
 
-from grammar_oracle import compiled as _compiled, next_bytes, validator as _validator, xgr_accepts  # noqa: E402
-
-
-def assert_valid_completion(schema: dict, prefix: bytes) -> bytes:
-    tail = shortest_completion(schema, prefix)
-    doc = prefix + tail
-    assert xgr_accepts(schema, doc), f"xgrammar rejects {doc!r} (prefix {prefix!r})"
-    _validator(json.dumps(schema)).validate(json.loads(doc))
-    assert len(tail) <= max_completion_len(schema), (prefix, tail)
-    return tail
+from grammar_oracle import assert_valid_completion, compiled as _compiled, next_bytes, xgr_accepts  # noqa: E402
 
 
 # ---------------------------------------------------------------- schemas

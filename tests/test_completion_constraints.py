@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from extractors.closer import Closer
 from extractors.completion import max_completion_len, min_instance, shortest_completion
 from extractors.grammar_leaf import leaf_for
-from grammar_oracle import compiled, next_bytes, validator, xgr_accepts
+from grammar_oracle import assert_valid_completion, compiled, next_bytes, xgr_accepts
 from schema_builders import I, S, arr, null, obj
 from schemas.patterns import DATETIME_PATTERN, TIME_PATTERN
 
@@ -34,15 +34,6 @@ PAIR = {"type": "array", "items": I, "minItems": 2}
 SOME = {"type": "array", "items": PERCENT, "minItems": 1, "maxItems": 3}
 LEAVES = [CODE, UUID, EMAIL, URI, STAMP, CLOCK, PERCENT, BIG, POSITIVE, RATE, SHORT, CAPPED, PAIR,
           SOME]
-
-
-def assert_valid_completion(schema: dict, prefix: bytes) -> bytes:
-    tail = shortest_completion(schema, prefix)
-    document = prefix + tail
-    assert xgr_accepts(schema, document), f"xgrammar rejects {document!r} (prefix {prefix!r})"
-    validator(json.dumps(schema)).validate(json.loads(document, strict=False))
-    assert len(tail) <= max_completion_len(schema), (prefix, tail)
-    return tail
 
 
 CASES = [

@@ -194,29 +194,28 @@ class Scorer:
 
 def matches(arrow: pa.DataType, expected: Any, predicted: Any) -> bool:
     """Every labeled leaf of `expected` matches `predicted` normalised (lists: aligned, none left)."""
-    kind = kind_of(arrow)
-    if kind == "object":
-        expected = expected if expected is not None else {f.name: None for f in arrow}
-        return all(matches(arrow.field(k).type, v, (predicted or {}).get(k)) for k, v in expected.items())
-    if kind == "list":
-        expected, predicted = expected or [], predicted or []
-        item = arrow.value_type
-        pairs, lone_e, lone_p = align(expected, predicted, lambda e, p: similarity(item, e, p))
-        return not lone_e and not lone_p and all(matches(item, expected[i], predicted[j]) for i, j, _ in pairs)
-    return metrics.normalized(kind, expected, predicted)
+    return _agrees(arrow, expected, predicted, exact=False)
 
 
 def exact_value(arrow: pa.DataType, expected: Any, predicted: Any) -> bool:
     """Every labeled leaf of `expected` equals `predicted` exactly, list items in order."""
+    return _agrees(arrow, expected, predicted, exact=True)
+
+
+def _agrees(arrow: pa.DataType, expected: Any, predicted: Any, exact: bool) -> bool:
     kind = kind_of(arrow)
     if kind == "object":
         expected = expected if expected is not None else {f.name: None for f in arrow}
-        return all(exact_value(arrow.field(k).type, v, (predicted or {}).get(k)) for k, v in expected.items())
+        return all(_agrees(arrow.field(k).type, v, (predicted or {}).get(k), exact) for k, v in expected.items())
     if kind == "list":
         expected, predicted = expected or [], predicted or []
-        return len(expected) == len(predicted) and all(
-            exact_value(arrow.value_type, e, p) for e, p in zip(expected, predicted))
-    return metrics.exact(kind, expected, predicted)
+        item = arrow.value_type
+        if exact:
+            return len(expected) == len(predicted) and all(
+                _agrees(item, e, p, exact) for e, p in zip(expected, predicted))
+        pairs, lone_e, lone_p = align(expected, predicted, lambda e, p: similarity(item, e, p))
+        return not lone_e and not lone_p and all(_agrees(item, expected[i], predicted[j], exact) for i, j, _ in pairs)
+    return metrics.exact(kind, expected, predicted) if exact else metrics.normalized(kind, expected, predicted)
 
 
 def _present(value: Any) -> bool:
