@@ -7,8 +7,9 @@ sync), launch the next forward pass, and only then, while the device runs it, ac
 in the grammar matchers and fill the next step's masks (`extractors.decoding.RowStates`). The
 log-probabilities stay on the device until the batch ends.
 
-Every prompt of a batch is the same token sequence (one prompt per schema, the same number of
-crops per page), so there is no padding and no attention mask: position ids come from the cache.
+Every prompt of a batch has the same length, with its image tokens at the same positions (one
+prompt per schema and variant, the same number of crops per page; the extractor batches pages by
+prompt length), so there is no padding and no attention mask: position ids come from the cache.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class DecodeLoop:
         self.text = model.model.text_model
         self.embed = self.text.get_input_embeddings()
         self.prompt = torch.tensor([prompt_ids], device=device)
+        self.image_token_id = image_token_id
         self.image_positions = (self.prompt[0] == image_token_id).nonzero()[:, 0]
         # transformers renamed past_key_values to `cache`; pass whichever this version takes
         params = inspect.signature(self.text.forward).parameters
@@ -61,16 +63,29 @@ class DecodeLoop:
     def prompt_tokens(self) -> int:
         return int(self.prompt.shape[1])
 
+    def _prompt(self, rows: int, prompt_ids: list[list[int]] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, length) prompt ids and the image token positions they share."""
+        if prompt_ids is None:
+            return self.prompt.expand(rows, -1), self.image_positions
+        prompt = torch.tensor(prompt_ids, device=self.device)  # equal lengths, or this raises
+        images = prompt == self.image_token_id
+        if prompt.shape[0] != rows or not bool((images == images[:1]).all()):
+            raise ValueError("every prompt of a batch must have its image tokens at the same positions")
+        return prompt, images[0].nonzero()[:, 0]
+
     @torch.inference_mode()
-    def __call__(self, features: torch.Tensor, budget: int, deadline: float | None = None):
+    def __call__(self, features: torch.Tensor, budget: int, deadline: float | None = None,
+                 prompt_ids: list[list[int]] | None = None):
+        """`prompt_ids`: one prompt per row, all of one length (default: the constructor's for all)."""
         rows = features.shape[0]
-        if features.shape[1] != self.image_positions.numel():
-            raise ValueError(f"{features.shape[1]} image features per page for {self.image_positions.numel()} "
+        prompt, image_positions = self._prompt(rows, prompt_ids)
+        if features.shape[1] != image_positions.numel():
+            raise ValueError(f"{features.shape[1]} image features per row for {image_positions.numel()} "
                              "image tokens in the prompt")
         states = self.grammar.new_rows(rows, budget, deadline)
         stats = DecodeStats()
-        embeds = self.embed(self.prompt.expand(rows, -1))
-        embeds[:, self.image_positions] = features.to(embeds.dtype)
+        embeds = self.embed(prompt)
+        embeds[:, image_positions] = features.to(embeds.dtype)
         cache = _new_cache(self.model.config.text_config)
         logits = self._forward(embeds, cache)
         cuda = self.device.startswith("cuda")

@@ -8,6 +8,11 @@ workers (`extractors.pixels.PreparePixels`, in the render step), the vision towe
 crop shape (`extractors.vision`), and decoding is a loop of our own that overlaps the grammar's
 host work with the forward pass (`extractors.decode_loop`). A row that carries only its `image`
 (a caller without the render step) has its crops made here.
+
+In document scope each page's prompt says it is page k of n (`page_prompts`); pages are batched
+by prompt length, since the decode loop does not pad. A bundle row (a short document's pages in
+one row, `extractors.bundle`) is read in one multi-image prompt (`extractors.multi_image`) and
+leaves as its page rows.
 """
 from __future__ import annotations
 
@@ -21,16 +26,19 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from extractors.batching import resolve_batch_size
+from extractors.bundle import is_bundle
 from extractors.decode_loop import DecodeLoop
 from extractors.decoding import JsonGrammar, RowResult
 from extractors.grounding import ground
 from extractors.loading import ModelSpec, load_model
+from extractors.multi_image import MultiImage
 from extractors.pixels import PreparePixels, unpack_crops
+from extractors.prompts import PromptBook
 from extractors.vision import PageEncoder
 from pipeline.config import default
 from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pipeline.errors import describe
-from schemas import ExtractionSchema, arrow_type, build_prompt, coerce, generation_schema
+from schemas import ExtractionSchema, arrow_type, coerce, generation_schema
 from schemas.budget import effective_budget
 
 
@@ -39,6 +47,7 @@ class ExtractSettings:
     batch_size: int | str = default("batch_size")  # or "auto": extractors.batching
     max_new_tokens: int | None = default("max_new_tokens")  # None: the schema's (schemas.budget)
     page_time_limit_s: float | None = default("page_time_limit_s")
+    page_prompts: bool = False  # document scope: each page's prompt says "page k of n" (RunConfig.document_scope)
 
 
 def _clean_text(value: Any) -> Any:
@@ -82,8 +91,8 @@ class ExtractFields:
         self.spec, self.schema, self.settings = spec, schema, settings
         self.model, self.processor, self.device = loaded if loaded is not None else load_model(spec)
         self.out_schema = output_schema(arrow_type(schema))
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(schema)}]}]
-        self.prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        self.prompts = PromptBook(self.processor, schema)
+        self.prompt = self.prompts.text()
         tok = self.processor.tokenizer
         stops = [tok.convert_tokens_to_ids("<end_of_utterance>"), tok.eos_token_id]
         self.stop_ids = [s for s in stops if s is not None and s >= 0]
@@ -91,27 +100,21 @@ class ExtractFields:
         self.grammar = JsonGrammar(tok, generation_schema(schema), vocab, self.stop_ids)
         self.pixels = PreparePixels(spec.split_images)
         self.encoder = PageEncoder(self.model, self.processor, self.device, spec.split_images)
-        self.decoder = DecodeLoop(self.model, self.grammar, self._prompt_ids(), self.model.config.image_token_id,
+        self.decoder = DecodeLoop(self.model, self.grammar, self.prompts.ids(), self.model.config.image_token_id,
                                   self.device)
         self.batch_size = resolve_batch_size(settings.batch_size, self.model, self.device,
                                              self.decoder.prompt_tokens(), settings.max_new_tokens)
+        self.multi_image = MultiImage(self)
         self.worker = _worker_name()
-
-    def _prompt_ids(self) -> list[int]:
-        """The prompt as the model sees it: the processor expands `<image>` into each crop's tokens,
-        and how many crops a page has depends only on splitting, so one blank page gives it."""
-        from PIL import Image
-
-        blank = Image.new("RGB", (980, 980), (255, 255, 255))
-        return self.processor(text=[self.prompt], images=[[blank]], return_tensors="pt")["input_ids"][0].tolist()
 
     def __call__(self, batch: Mapping[str, Any]) -> pa.Table:
         rows = batch_to_rows(batch)
-        todo = [r for r in rows if r.get("status") == Status.OK.value
+        pages = [r for r in rows if not is_bundle(r)]
+        todo = [r for r in pages if r.get("status") == Status.OK.value
                 and (r.get("pixels") is not None or r.get("image") is not None)]
-        size = self.batch_size
-        for start in range(0, len(todo), size):
-            self._run_with_backoff(todo[start:start + size])
+        for chunk in self._chunks(todo):
+            self._run_with_backoff(chunk, self._run, self._failed)
+        rows = pages + self.multi_image([r for r in rows if is_bundle(r)])
         now = datetime.now(timezone.utc)
         for r in rows:
             r.setdefault("created_at", now)
@@ -119,21 +122,41 @@ class ExtractFields:
                      schema_version=self.schema.version, model_id=self.spec.model, worker=self.worker)
         return rows_to_table(rows, self.out_schema)
 
-    def _run_with_backoff(self, chunk: list[dict]) -> None:
+    def _prompt_ids(self, row: dict | None = None) -> list[int]:
+        """A page's prompt as the model sees it (`<image>` expanded into its crops' tokens)."""
+        count = (row or {}).get("page_count")
+        page = (int(row["page_index"]), int(count)) if self.settings.page_prompts and count else None
+        return self.prompts.ids(page=page)
+
+    def _chunks(self, todo: list[dict]) -> list[list[dict]]:
+        """Model batches of at most batch_size pages, each of one prompt length ("page 9 of 12"
+        and "page 10 of 12" differ by a token), in page order within a length."""
+        by_length: dict[int, list[dict]] = {}
+        for r in todo:
+            by_length.setdefault(len(self._prompt_ids(r)), []).append(r)
+        size = self.batch_size
+        return [rows[i:i + size] for rows in by_length.values() for i in range(0, len(rows), size)]
+
+    def _run_with_backoff(self, chunk: list, run, failed) -> None:
         """On any failure halve the batch: an out-of-memory then fits, and a page the model cannot
-        take (e.g. 1 px high) is cornered in O(log n) calls. A single page that still fails is a row."""
+        take (e.g. 1 px high) is cornered in O(log n) calls. A single item that still fails is
+        handed to `failed` (it becomes a model_error row)."""
         try:
-            self._run(chunk)
+            run(chunk)
         except Exception as exc:  # noqa: BLE001 - every failure of a page must become a row
             if _is_oom(exc):
                 self._free_memory()
             if len(chunk) > 1:
                 half = len(chunk) // 2
-                self._run_with_backoff(chunk[:half])
-                self._run_with_backoff(chunk[half:])
+                self._run_with_backoff(chunk[:half], run, failed)
+                self._run_with_backoff(chunk[half:], run, failed)
                 return
-            for r in chunk:
-                r.update(status=Status.MODEL_ERROR.value, error=describe(exc), valid=False)
+            failed(chunk, exc)
+
+    @staticmethod
+    def _failed(chunk: list[dict], exc: BaseException) -> None:
+        for r in chunk:
+            r.update(status=Status.MODEL_ERROR.value, error=describe(exc), valid=False)
 
     def _free_memory(self) -> None:
         import gc
@@ -154,11 +177,14 @@ class ExtractFields:
         features = self.encoder([self._crops(r) for r in chunk])
         limit = self.settings.page_time_limit_s
         deadline = time.monotonic() + limit if limit else None
-        results, _ = self.decoder(features, self.settings.max_new_tokens, deadline)
+        prompts = [self._prompt_ids(r) for r in chunk]
+        base = self.prompts.ids()  # page scope: every row's, already on the device in the loop
+        results, _ = self.decoder(features, self.settings.max_new_tokens, deadline,
+                                  prompt_ids=None if all(p is base for p in prompts) else prompts)
         per_page_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-        for r, res in zip(chunk, results):
-            r.update(self._fields(res), input_tokens=self.decoder.prompt_tokens(), output_tokens=res.output_tokens,
-                     confidence=res.confidence, extract_ms=per_page_ms)
+        for r, res, ids in zip(chunk, results, prompts):
+            r.update(self._fields(res), input_tokens=len(ids), output_tokens=res.output_tokens,
+                     confidence=res.confidence, extract_ms=per_page_ms, method="page")
             r.update(ground(self.schema.json_schema, r.get("fields"), r.get("text_layer")))
 
     def _fields(self, res: RowResult) -> dict:

@@ -142,3 +142,13 @@ def ground(json_schema: Mapping[str, Any], fields: Any, text: str | None) -> dic
     missing = [path for path, kind, value in checked if not page.has(kind, value)]
     fraction = (len(checked) - len(missing)) / len(checked) if checked else None
     return {"grounded_fraction": fraction, "ungrounded_fields": missing}
+
+
+def grounded_at(json_schema: Mapping[str, Any], fields: Any, where) -> list[dict[str, Any]]:
+    """A document row's `grounding`: per checked value of `fields`, {"field": path, "found",
+    "page"}, where `where(path, kind, value)` gives (found or None without text, page or None)."""
+    out = []
+    for path, kind, value in leaves(json_schema, fields):
+        found, page = where(path, kind, value)
+        out.append({"field": path, "found": found, "page": page})
+    return out

@@ -48,7 +48,15 @@ def build_tiny_model(out: Path, seed: int = 0, image_seq_len: int = 64) -> Path:
         do_image_splitting=True, size={"longest_edge": 980, "shortest_edge": 378})
     processor = Idefics2Processor(image_processor=image_processor, tokenizer=tokenizer,
                                   image_seq_len=image_seq_len, chat_template=CHAT_TEMPLATE)
-    model.save_pretrained(out)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar for one 17 MB shard is noise in the demo's log
+    try:
+        model.save_pretrained(out)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     processor.save_pretrained(out)
     (out / "PAGERAY_TINY.json").write_text(json.dumps({"kind": TINY_MARKER, "seed": seed}))
     return out

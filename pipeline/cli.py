@@ -53,14 +53,23 @@ def _given(**values) -> dict:
 
 @app.command()
 def extract(
-    inputs: List[str] = typer.Argument(..., help="PDF/image files, folders or s3:// prefixes"),
-    schema_ref: str = typer.Option(..., flag("schema_ref"), help="built-in name (see `pageray schemas list`), a YAML/JSON schema file (plain JSON Schema too), or a Pydantic model: models.py:Class or package.module:Class"),
-    out: str = typer.Option(..., "--out", help="output folder or s3:// prefix"),
+    inputs: Optional[List[str]] = typer.Argument(None, help="PDF/image files, folders or s3:// prefixes"),
+    schema_ref: Optional[str] = typer.Option(None, flag("schema_ref"), help="built-in name (see `pageray schemas list`), a YAML/JSON schema file (plain JSON Schema too), or a Pydantic model: models.py:Class or package.module:Class"),
+    out: Optional[str] = typer.Option(None, "--out", help="output folder or s3:// prefix"),
+    config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE",
+                                              help="YAML/JSON file of options (keys: the options' names, e.g. "
+                                              "batch_size, or their flags); flags given here override it"),
+    verbose: bool = typer.Option(False, "--verbose", help="also show Ray's own log lines (always kept in Ray's "
+                                 "log folder); does not change the run"),
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
     batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "
                                         f"{CPU_BATCH} on CPU)"),
     scope: Optional[str] = _option("scope", "page|document: also write one row per document to OUT/documents/ "
                                    "(default: document for invoice, receipt, paper, form)"),
+    document_mode: Optional[str] = _option("document_mode", "merge|multi_image: document rows merged from per-page "
+                                           "answers, or short documents read in one prompt with all their pages"),
+    multi_image_max_pages: Optional[int] = _option("multi_image_max_pages", "longest document read in one prompt; "
+                                                   "longer ones are merged (default: what fits the context)"),
     max_new_tokens: Optional[int] = _option("max_new_tokens", "output budget per page (default: from the schema)"),
     dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
     quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),
@@ -89,10 +98,15 @@ def extract(
                                "--render-timeout (repeatable)"),
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
+    values = _given(**{k: v for k, v in locals().items() if k not in ("config_file", "verbose")})
     from pipeline.api import extract as run
+    from pipeline.config_file import load_config_file, resolve_options
+    from pipeline.ray_logs import set_verbose
 
-    values = _given(**{k: v for k, v in locals().items() if k != "run"})
+    set_verbose(verbose)
     try:  # the Python API's extract(): one config, validated before any work, for both
+        # pipeline.config_file: the --config file's options, the flags given over them
+        values = resolve_options(load_config_file(config_file) if config_file else {}, values, config_file)
         record = run(values.pop("inputs"), schema=values.pop("schema_ref"), out=values.pop("out"), **values)
     except (FatalError, ValueError) as exc:
         fail(exc)
@@ -153,10 +167,13 @@ def model_tiny(out: Path = typer.Option(..., "--out"), seed: int = 0) -> None:
 
 @app.command()
 def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir"),
-         model: Optional[str] = typer.Option(None, "--model", help="default: build the tiny offline model")) -> None:
+         model: Optional[str] = typer.Option(None, "--model", help="default: build the tiny offline model"),
+         verbose: bool = typer.Option(False, "--verbose", help="also show Ray's own log lines")) -> None:
     """Make sample documents, build the tiny model if needed, run the pipeline, print a summary."""
     from pipeline.demo import run_demo
+    from pipeline.ray_logs import set_verbose
 
+    set_verbose(verbose)
     try:
         run_demo(workdir, model, echo=typer.echo)
     except (FatalError, ValueError) as exc:
@@ -191,6 +208,23 @@ def evaluate(labels: Path = typer.Argument(..., help="labels, JSON Lines: {sourc
     typer.echo(format_table(scores))
     if json_path:
         json_path.write_text(json.dumps(scores, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+@app.command()
+def report(out: str = typer.Argument(..., help="an output folder or s3:// prefix"),
+           html: Optional[Path] = typer.Option(None, "--html", help="the page to write (default: "
+                                               "./pageray-report[-RUN].html); its figures go to a folder beside it"),
+           run: Optional[str] = typer.Option(None, "--run", help="one run's rows and record (default: the whole folder)"),
+           labels: Optional[Path] = typer.Option(None, "--labels", help="also score against these labels, as "
+                                                 "`pageray eval` does")) -> None:
+    """One self-contained HTML page of a run or the whole folder, plus its figures as PNG files."""
+    from pipeline.report import write_report
+
+    try:
+        written = write_report(out, html, run, labels)
+    except (FatalError, ValueError) as exc:
+        fail(exc)
+    typer.echo(f"report: {written.html} ({len(written.figures)} figures, also as PNG files in {written.folder})")
 
 
 @app.command()

@@ -79,6 +79,11 @@ class RunConfig(BaseModel):
 
     # document rows (pipeline.ledger.documents); None: the schema's default (document_scope)
     scope: Optional[Literal["page", "document"]] = None
+    # how a document row is made: merged from per-page answers, or (documents of at most
+    # multi_image_max_pages pages; longer ones are merged) one prompt holding all its pages
+    document_mode: Literal["merge", "multi_image"] = "merge"
+    # None: as many as fit the context with the answer budget (extractors.prompts.multi_image_page_limit)
+    multi_image_max_pages: Optional[int] = Field(None, ge=1, le=64)
 
     # run behaviour
     retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.ledger.retry)")
@@ -160,6 +165,13 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _multi_image_needs_documents(self) -> "RunConfig":
+        if self.document_mode == "multi_image" and not self.document_scope():
+            raise ValueError(f"{flag('document_mode')} multi_image makes document rows: it needs {flag('scope')} "
+                             "document (the default only for invoice, receipt, paper and form)")
+        return self
+
+    @model_validator(mode="after")
     def _read_passwords(self) -> "RunConfig":
         # Read once, here in the driver, so a bad file is refused before any work; the workers get
         # the parsed book with the render limits (render_limits) and never see the file.
@@ -207,7 +219,10 @@ class RunConfig(BaseModel):
         from schemas.budget import effective_budget
 
         tokens, source = effective_budget(self.max_new_tokens, schema)
-        return self.model_copy(update={"max_new_tokens": tokens}), source
+        config = self.model_copy(update={"max_new_tokens": tokens})
+        if config.document_mode == "multi_image":  # its default page limit depends on the budget
+            config = config.model_copy(update={"multi_image_max_pages": config.multi_image_pages()})
+        return config, source
 
     def model_spec(self):
         from extractors.loading import ModelSpec
@@ -219,7 +234,18 @@ class RunConfig(BaseModel):
         from extractors.extractor import ExtractSettings
 
         return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                               page_time_limit_s=self.page_time_limit_s)
+                               page_time_limit_s=self.page_time_limit_s, page_prompts=self.document_scope())
+
+    def multi_image_pages(self) -> int | None:
+        """The page limit of a multi-image prompt (None: merge mode). Call on the config of
+        with_budget, whose max_new_tokens is resolved: the answer's budget shares the context."""
+        if self.document_mode != "multi_image":
+            return None
+        if self.multi_image_max_pages is not None:
+            return self.multi_image_max_pages
+        from extractors.prompts import multi_image_page_limit
+
+        return multi_image_page_limit(self.split_images, self.max_new_tokens or 0)
 
     def retry_policy(self):
         from pipeline.ledger.retry import RetryPolicy

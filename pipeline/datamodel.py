@@ -62,6 +62,9 @@ def _tail_fields() -> list[pa.Field]:
         pa.field("valid", pa.bool_()),
         pa.field("truncated", pa.bool_()),
         pa.field("confidence", pa.float64()),
+        # how the model read the page: "page" (alone), "multi_image" (with its document's pages in
+        # one prompt: the answer is on the first page's row, extractors.multi_image); null: not read
+        pa.field("method", pa.string()),
         # share of the row's strings, numbers and dates found in the page's text layer, and the
         # paths of those not found; null without a text layer (extractors.grounding)
         pa.field("grounded_fraction", pa.float64()),
@@ -103,8 +106,15 @@ def document_schema(fields_type: pa.DataType) -> pa.Schema:
         pa.field("conflicts", pa.list_(pa.struct([("field", pa.string()), ("values", pa.list_(pa.string())),
                                                   ("pages", pages)]))),
         pa.field("confidence", pa.float64()),
+        # "merge" (merged from its pages' rows) or "multi_image" (one prompt with all its pages)
+        pa.field("method", pa.string()),
         pa.field("grounded_fraction", pa.float64()),
         pa.field("ungrounded_fields", pa.list_(pa.string())),
+        # per checked value (field path): found in the text layer of the page it was merged from
+        # (`page`; null for multi_image) or, for multi_image, of all pages; `found` null where
+        # that text was missing (a scan). schemas.merge_rules.Merged.origin, extractors.grounding
+        pa.field("grounding", pa.list_(pa.struct([("field", pa.string()), ("found", pa.bool_()),
+                                                  ("page", pa.int32())]))),
         # the newest created_at of the page rows it was made from: a newer page row makes it stale
         pa.field("pages_created_at", pa.timestamp("us", tz="UTC")),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),

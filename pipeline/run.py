@@ -20,26 +20,32 @@ from pipeline.ledger.documents import sync_documents
 from pipeline.ledger.merge import merge_small_files, recover
 from pipeline.ledger.heartbeat import Heartbeat
 from pipeline.ledger.lease import Lease
-from pipeline.ledger.plan import DOCS_PER_BLOCK, make_plan
-from pipeline.ledger.folder import PLAN_SUFFIX, OutputFolder, utc_now
+from pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
+from pipeline.ledger.plan_read import plan_blocks, read_plan_blocks
+from pipeline.ledger.folder import OutputFolder, utc_now
 from pipeline.ledger.records import RunState, claim, versions
 from pipeline.render.step import RenderPages
 from pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pipeline.storage import unreachable
 from pipeline.ledger.commit import CommitPages
+from pipeline.extractor_memory import extractor_memory, node_shares
+from pipeline.progress import Progress, ProgressReporter
+from pipeline.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
 
 def _init_ray() -> None:
     import ray
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = False  # the driver draws its own (pipeline.progress)
+    quiet_ray_data()
 
     if not ray.is_initialized():
         # RAY_ADDRESS (set by `ray job submit`, or "auto") joins a cluster; otherwise a fresh local
         # one starts, never a leftover from a killed run that still holds its resources.
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False,
-                 runtime_env={"env_vars": _forwarded_env()})
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, runtime_env={"env_vars": _forwarded_env()}, **init_options())
+    spend_restart_notice()
 
 
 def _forwarded_env() -> dict[str, str]:
@@ -79,12 +85,16 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
         # that are ready). An autoscaling (1, n) pool leaves the second node idle when the work
         # arrives in a few large blocks.
         rows = AUTO_MAX if config.batch_size == "auto" else config.batch_size
-        return {"concurrency": n, "num_gpus": 1, "batch_size": rows}
+        return {"compute": ray.data.ActorPoolStrategy(size=n), "num_gpus": 1, "batch_size": rows,
+                "memory": extractor_memory(config.model, config.dtype, bool(config.quantize), True,
+                                           node_shares(ray, True, n))}
     # whole render blocks: the extractor chunks their images into batch_size model batches itself
-    return {"concurrency": config.actors or 1, "num_cpus": _cpu_share(), "batch_size": None}
+    n = config.actors or 1
+    return {"compute": ray.data.ActorPoolStrategy(size=n), "num_cpus": _cpu_share(), "batch_size": None,
+            "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(ray, False, n))}
 
 
-def build_dataset(config: RunConfig, plan_uri: str, documents: int):
+def build_dataset(config: RunConfig, plan: Plan):
     import ray
 
     from extractors.extractor import ExtractFields
@@ -92,23 +102,29 @@ def build_dataset(config: RunConfig, plan_uri: str, documents: int):
 
     schema = config.extraction_schema()
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(),
-                     "split": config.model_spec().split_images}
-    # Reading the plan is trivial work; a full CPU reserved for it can starve a 2-core node.
-    blocks = max(1, min(-(-documents // DOCS_PER_BLOCK), 200_000))
-    # the plan is small rows; splitting it costs nothing and makes each block a few documents
-    ds = ray.data.read_parquet(plan_uri, num_cpus=0.1, file_extensions=[PLAN_SUFFIX]).repartition(blocks)
+                     "split": config.model_spec().split_images, "multi_image_pages": config.multi_image_pages()}
+    # Blocks of a few documents each (pipeline.ledger.plan_read says why not read_parquet). Reading
+    # one is trivial work; a full CPU reserved for it can starve a 2-core node.
+    blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
+    ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
+    # SPREAD, as Ray Data's own read tasks: the blocks start out on every node, and the stages after
+    # prefer actors on the node that holds their input, so a block read on the head would stay there.
+    ds = ds.map_batches(read_plan_blocks, fn_kwargs={"out": config.out}, batch_format="pyarrow", batch_size=None,
+                        num_cpus=0.1, scheduling_strategy="SPREAD")
     # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
     # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
     # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
     # blocks of thousands instead of thousands of tiny blocks.
-    ds = ds.map_batches(RenderPages, fn_constructor_kwargs=render_kwargs, batch_size=None,
-                        concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 1)))), num_cpus=_cpu_share())
+    renderers = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("CPU", 1))))
+    ds = ds.map_batches(RenderPages, fn_constructor_kwargs=render_kwargs, batch_size=None, compute=renderers,
+                        num_cpus=_cpu_share())
     ds = ds.map_batches(ExtractFields, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
                                                           "settings": config.extract_settings()},
                         batch_format="pyarrow", **extractor_pool(config))
     ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
                                                             "schema": output_schema(arrow_type(schema))},
-                        batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0)
+                        batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=1),
+                        num_cpus=0)
     return ds
 
 
@@ -152,18 +168,24 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
             plan = make_plan(config, folder)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
-                _init_ray()
-                nodes = alive_nodes()
-                dataset = build_dataset(config, plan.uri, plan.documents)
-                for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                    cols = batch.to_pydict()
-                    counts.update(cols["status"])
-                    pages += batch.num_rows
-                    out_tokens += sum(t or 0 for t in cols["output_tokens"])
-                    truncated += budget_truncated(cols)
-                    docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
-                    beat.update(counts=dict(counts), pages=pages, truncated=truncated)
-                    beat.check_lease()
+                # shown from here on, Ray's start and the model's load included (pipeline.progress)
+                progress = Progress(plan.documents, plan.estimated_pages)
+                beat.track(progress.snapshot)
+                with ProgressReporter(progress):
+                    _init_ray()
+                    nodes = alive_nodes()
+                    dataset = build_dataset(config, plan)
+                    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                        cols = batch.to_pydict()
+                        progress.add(cols)
+                        counts.update(cols["status"])
+                        pages += batch.num_rows
+                        out_tokens += sum(t or 0 for t in cols["output_tokens"])
+                        truncated += budget_truncated(cols)
+                        docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
+                        beat.update(counts=dict(counts), pages=pages, truncated=truncated)
+                        beat.check_lease()
+                beat.update(progress=progress.snapshot())
                 lost = lost_nodes(nodes)  # and Ray redid their work on the nodes left
             beat.check_lease()  # compaction rewrites files another holder may be reading
             beat.update(state=RunState.COMPACTING.value)

@@ -14,7 +14,9 @@ Rules, per field of the user's schema (recursively inside objects):
   kept and the conflict is recorded (field, values, pages), never hidden; so is a list cut to
   its maxItems (the merged value must stay valid for the schema, as every row is).
 Only pages whose row is `ok` (or `generation_timeout`, which is valid) take part. Each field's
-provenance is the pages its value came from.
+provenance is the pages its value came from, and each value's origin (`Merged.origin`: the page
+and the path it had there, `line_items[3]` of the document being `line_items[1]` of page 2) says
+where to look it up in that page's own grounding (pipeline.ledger.documents).
 """
 from __future__ import annotations
 
@@ -40,6 +42,18 @@ class Merged:
     fields: dict[str, Any] | None
     field_pages: list[dict[str, Any]]  # [{"field": path, "pages": [page indexes]}], in schema order
     conflicts: list[dict[str, Any]]    # [{"field": path, "values": [JSON texts], "pages": [...]}]
+    chosen: dict[str, int] = dataclasses.field(default_factory=dict)  # scalar path -> its page
+    items: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)  # item path -> (page, path there)
+
+    def origin(self, path: str) -> tuple[int, str] | None:
+        """(page index, path on that page) of a value of the merged fields, e.g. of a grounding
+        leaf. A list item comes whole from one page, so the first `[i]` of a path decides."""
+        cut = path.find("]")
+        if cut >= 0:
+            found = self.items.get(path[:cut + 1])
+            return (found[0], found[1] + path[cut + 1:]) if found else None
+        page = self.chosen.get(path)
+        return None if page is None else (page, path)
 
 
 def merge_pages(json_schema: Mapping[str, Any], pages: list[PageValue]) -> Merged:
@@ -70,6 +84,8 @@ def _value(node: Mapping[str, Any], values: list[tuple[PageValue, Any]], path: s
             return None if all(v is None for _, v in values) else []
         items = [item for _, value in found for item in value]
         pages = [page.page_index for page, value in found if value]
+        origins = [(page.page_index, f"{path}[{j}]") for page, value in found for j in range(len(value))]
+        merged.items.update({f"{path}[{i}]": o for i, o in enumerate(origins[:node.get("maxItems", len(origins))])})
         if pages:
             merged.field_pages.append({"field": path, "pages": pages})
         most = node.get("maxItems")
@@ -84,6 +100,7 @@ def _value(node: Mapping[str, Any], values: list[tuple[PageValue, Any]], path: s
         return None
     page, value = _choose(node.get("merge", DEFAULT_RULE), found)
     merged.field_pages.append({"field": path, "pages": [page.page_index]})
+    merged.chosen[path] = page.page_index
     distinct = {_text(v) for _, v in found}
     if len(distinct) > 1:
         merged.conflicts.append({"field": path, "values": sorted(distinct),

@@ -17,11 +17,20 @@ from schemas.nodes import child_path, item_path, iter_properties, node_kind, \
 SUMMARY_DESCRIPTION_CHARS = 80
 
 
-def build_prompt(schema: ExtractionSchema) -> str:
-    """The instruction text for one page: the task, every field, and the answer format."""
+def build_prompt(schema: ExtractionSchema, page: tuple[int, int] | None = None, pages: int | None = None) -> str:
+    """The instruction text: the task, every field, and the answer format. For one page alone
+    (page scope); for page `page = (index, count)` of a document (0-based index: "page 2 of 3"),
+    so the model knows a total may be on another page; or for all `pages` images of a short
+    document in one prompt (extractors.multi_image). Only the first line and the null rule change,
+    and they follow the image(s), so image tokens sit at the same positions in every variant."""
     fields = list(_fields(schema.json_schema))
-    lines = [f"Read this document page and extract the following. {_flat(schema.description)}",
-             "", "Fields:"]
+    if pages is not None:
+        task = f"Read these {pages} pages of one document, in order, and extract the following for the whole document."
+    elif page is not None:
+        task = f"Read this document page (page {page[0] + 1} of {page[1]}) and extract the following from this page."
+    else:
+        task = "Read this document page and extract the following."
+    lines = [f"{task} {_flat(schema.description)}", "", "Fields:"]
     for path, node, required, depth in fields:
         marks = ", required" if required else ""
         lines.append(f"{'  ' * depth}- {path} ({type_label(node)}{marks}): {_details(node, path)}")
@@ -29,7 +38,8 @@ def build_prompt(schema: ExtractionSchema) -> str:
         "",
         "Answer with one JSON object that has exactly the keys listed above, nested as shown, "
         "and no other keys.",
-        "Use null when a value is not on the page."
+        ("Use null when a value is not in the document." if pages is not None else
+         "Use null when a value is not on the page.")
         + (" Fields marked required are never null (an empty list is []). "
            if any(required for _, _, required, _ in fields) else ""),
         "Write dates as YYYY-MM-DD, times as HH:MM:SS, date-times as YYYY-MM-DDTHH:MM:SS "

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import duckdb
 from outputs import T0
+from extractors.grounding import ground
 from pipeline.datamodel import output_schema, rows_to_table
 from pipeline.ledger.documents import sync_documents
 from pipeline.ledger.folder import DOCUMENTS_DIR, OutputFolder
@@ -20,24 +21,25 @@ SCHEMA = ExtractionSchema(name="memo", version="1", description="A memo.", json_
 SCOPE = Scope(SCHEMA.id, "m")
 
 
-def pages(out, run_id, doc, values, minutes=0, statuses=None, page_count=None):
+def pages(out, run_id, doc, values, minutes=0, statuses=None, page_count=None, method="page"):
     rows = []
     for index, fields in enumerate(values):
         status = (statuses or {}).get(index, "ok")
-        rows.append({"run_id": run_id, "doc_id": doc, "source_uri": f"/in/{doc}.pdf", "doc_size": 1,
+        text = "Total 12.50 EUR" if index else None
+        rows.append({**ground(SCHEMA.json_schema, fields if status == "ok" else None, text), "method": method, "run_id": run_id, "doc_id": doc, "source_uri": f"/in/{doc}.pdf", "doc_size": 1,
                      "doc_mtime_ns": 1, "doc_sha256": "s", "page_index": index,
                      "page_count": page_count or len(values), "schema_id": SCHEMA.id, "model_id": "m",
                      "status": status, "error": None if status == "ok" else "boom",
                      "fields": fields if status == "ok" else None, "confidence": 0.5,
-                     "text_layer": "Total 12.50 EUR" if index else None,
+                     "text_layer": text,
                      "created_at": T0 + timedelta(minutes=minutes)})
     OutputFolder(str(out)).write_part(run_id, rows_to_table(rows, output_schema(arrow_type(SCHEMA))))
 
 
 def documents(out):
     return duckdb.sql(f"select doc_id, status, complete, fields, failed_pages, conflicts, field_pages, "
-                      f"grounded_fraction, ungrounded_fields from read_parquet('{out}/{DOCUMENTS_DIR}/*.parquet') "
-                      "order by doc_id").fetchall()
+                      f"grounded_fraction, ungrounded_fields, grounding, method "
+                      f"from read_parquet('{out}/{DOCUMENTS_DIR}/*.parquet') order by doc_id").fetchall()
 
 
 def test_one_row_per_document_rebuilt_when_a_page_is_newer_and_healed_after_a_kill(tmp_path):
@@ -52,6 +54,11 @@ def test_one_row_per_document_rebuilt_when_a_page_is_newer_and_healed_after_a_ki
     assert [c["field"] for c in a[5]] == ["title"]  # two titles: the first kept, the conflict recorded
     assert {f["field"]: f["pages"] for f in a[6]} == {"title": [0], "total": [1], "items": [0, 1]}
     assert a[7] == 1 / 5 and a[8] == ["title", "items[0]", "items[1]", "items[2]"]  # only "12.50" is printed
+    # per value, the page it was merged from and what that page's own grounding found: page 0 has no
+    # text layer (null); "y" and "z" are items[0] and items[1] of page 1, whose text lacks them
+    assert [(g["field"], g["found"], g["page"]) for g in a[9]] == [
+        ("title", None, 0), ("total", True, 1), ("items[0]", None, 0), ("items[1]", False, 1), ("items[2]", False, 1)]
+    assert a[10] == "merge"
     assert b[1:3] == ("partial", False) and b[4] == [1]
     assert sync_documents(folder, SCHEMA, SCOPE, "r2") == {"documents_written": 0, "documents_dropped": 0}
 
@@ -80,3 +87,16 @@ def test_documents_without_pages_lose_their_row(tmp_path):
         folder.delete(info.path)
     assert sync_documents(folder, SCHEMA, SCOPE, "r2") == {"documents_written": 0, "documents_dropped": 1}
     assert not list((out / DOCUMENTS_DIR).iterdir())
+
+
+def test_a_multi_image_document_row_takes_the_answer_on_its_first_page(tmp_path):
+    out = tmp_path / "out"
+    answer = {"title": "Memo", "total": 12.5, "items": ["x"]}
+    pages(out, "r1", "m", [answer, None, None], method="multi_image")  # the answer rides on page 0
+    sync_documents(OutputFolder(str(out)), SCHEMA, SCOPE, "r1")
+    [m] = documents(out)
+    assert m[1:4] == ("ok", True, answer) and m[10] == "multi_image"
+    assert m[6] is None and m[5] == []  # which page a value came from is unknown; nothing to conflict
+    # found against the text of all its pages, no page named
+    assert [(g["field"], g["found"], g["page"]) for g in m[9]] == [
+        ("title", False, None), ("total", True, None), ("items[0]", False, None)]

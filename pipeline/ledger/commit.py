@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from pipeline.ledger.folder import OutputFolder
 
-SUMMARY_COLUMNS = ("doc_id", "source_uri", "page_index", "status", "valid", "truncated", "output_tokens", "file")
+# page_count: the driver's progress counts a document done once all its pages came (pipeline.progress)
+SUMMARY_COLUMNS = ("doc_id", "source_uri", "page_index", "page_count", "status", "valid", "truncated", "output_tokens",
+                   "file")
 
 
 class CommitPages:

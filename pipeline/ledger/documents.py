@@ -12,6 +12,12 @@ rows are written first (one whole file, atomically), then older rows of those do
 removed from the other files, so a run killed at any point leaves at most an extra row that the
 next run's check removes. A changed file, --force and a resumed run all give newer page rows,
 hence a new document row.
+
+Two methods (the page rows' `method` says which): "merge" merges the pages' extractions
+(schemas.merge_rules); "multi_image" takes the answer the model gave for all the pages in one
+prompt, which is on the first page's row (extractors.multi_image), the pages a value came from
+being unknown. `grounding` says per value whether it was found: for merge, in the text of the page
+it came from, as that page's own grounding found it; for multi_image, in the text of all its pages.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from extractors.grounding import ground
+from extractors.grounding import PageText, ground, grounded_at
+from extractors.multi_image import METHOD as MULTI_IMAGE
 from pipeline.datamodel import Status, document_schema, output_schema
 from pipeline.ledger.folder import OutputFolder, part_name
 from pipeline.ledger.index import Scope
@@ -35,7 +42,7 @@ DOCS_PER_FILE = 20_000
 _USABLE = (Status.OK.value, Status.GENERATION_TIMEOUT.value)
 _PAGE_COLUMNS = ["doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
                  "schema_name", "schema_id", "model_id", "status", "error", "fields", "confidence",
-                 "text_layer", "created_at"]
+                 "text_layer", "ungrounded_fields", "method", "created_at"]
 
 
 def _newest_pages(pages: pads.Dataset, scope: Scope) -> dict[str, Any]:
@@ -49,10 +56,11 @@ def _documents(folder: OutputFolder, schema: pa.Schema, scope: Scope) -> dict[st
     if not files:
         return {}
     table = pads.dataset([i.path for i in files], schema=schema, filesystem=folder.fs, format="parquet") \
-        .to_table(columns=["doc_id", "pages_created_at"], filter=scope.expression())
+        .to_table(columns=["doc_id", "pages_created_at", "method"], filter=scope.expression())
     rows: dict[str, list[Any]] = defaultdict(list)
-    for doc, stamp in zip(table.column("doc_id").to_pylist(), table.column("pages_created_at").to_pylist()):
-        rows[doc].append(stamp)
+    for doc, stamp, method in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+        # a row written before `method` and `grounding` existed is made again, once
+        rows[doc].append(stamp if method is not None else None)
     return rows
 
 
@@ -90,8 +98,6 @@ def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> di
     first = pages[0]
     usable = [p for p in pages if p["status"] in _USABLE]
     failed = [p for p in pages if p["status"] not in _USABLE]
-    merged = merge_pages(schema.json_schema, [
-        PageValue(p["page_index"], p["fields"] if p["status"] in _USABLE else None, p["confidence"]) for p in pages])
     page_count = first["page_count"]
     complete = not failed and (page_count is None or len({p["page_index"] for p in pages}) >= page_count)
     status = "ok" if complete else "partial" if usable else failed[0]["status"]
@@ -103,17 +109,43 @@ def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> di
     elif not complete:
         error = f"rows for {len(pages)} of {page_count} pages"
     text = "\n".join(p["text_layer"] for p in usable if p["text_layer"] and p["text_layer"].strip()) or None
-    confidences = [p["confidence"] for p in usable if p["confidence"] is not None]
+    multi = all(p.get("method") == MULTI_IMAGE for p in pages)
+    made = _multi_image(schema, pages[0], text) if multi else _merged(schema, pages, usable)
     return {
         **{k: first[k] for k in ("doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_count",
                                  "schema_name", "schema_id", "model_id")},
         "run_id": run_id, "status": status, "error": error, "complete": complete, "pages_ok": len(usable),
-        "failed_pages": [p["page_index"] for p in failed], "fields": merged.fields,
-        "field_pages": merged.field_pages, "conflicts": merged.conflicts,
-        "confidence": sum(confidences) / len(confidences) if confidences else None,
-        **ground(schema.json_schema, merged.fields, text),
+        "failed_pages": [p["page_index"] for p in failed], **made,
+        "method": MULTI_IMAGE if multi else "merge",
+        **ground(schema.json_schema, made["fields"], text),
         "pages_created_at": max(p["created_at"] for p in pages), "created_at": datetime.now(timezone.utc),
     }
+
+
+def _merged(schema: ExtractionSchema, pages: list[dict], usable: list[dict]) -> dict[str, Any]:
+    merged = merge_pages(schema.json_schema, [
+        PageValue(p["page_index"], p["fields"] if p["status"] in _USABLE else None, p["confidence"]) for p in pages])
+    missing = {p["page_index"]: p["ungrounded_fields"] for p in pages}
+
+    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
+        # the page's own grounding of the value (null there: that page had no text layer)
+        page, page_path = merged.origin(path) or (None, path)
+        unfound = missing.get(page)
+        return (None if unfound is None else page_path not in unfound), page
+    confidences = [p["confidence"] for p in usable if p["confidence"] is not None]
+    return {"fields": merged.fields, "field_pages": merged.field_pages, "conflicts": merged.conflicts,
+            "confidence": sum(confidences) / len(confidences) if confidences else None,
+            "grounding": grounded_at(schema.json_schema, merged.fields, where)}
+
+
+def _multi_image(schema: ExtractionSchema, lead: dict, text: str | None) -> dict[str, Any]:
+    fields = lead["fields"] if lead["status"] in _USABLE else None
+    page_text = PageText(text) if text else None
+
+    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
+        return (None if page_text is None else page_text.has(kind, value)), None
+    return {"fields": fields, "field_pages": None, "conflicts": [], "confidence": lead["confidence"],
+            "grounding": grounded_at(schema.json_schema, fields, where)}
 
 
 def _drop_rows(folder: OutputFolder, docs: set[str], keep_files: set[str], scope: Scope) -> None:

@@ -38,6 +38,7 @@ class Plan:
     documents: int = 0
     bytes: int = 0
     shards: int = 0
+    shard_docs: list[int] = field(default_factory=list)  # documents in each shard, in order
     estimated_pages: int = 0
     kinds: Counter = field(default_factory=Counter)
     # doc_id -> (size, mtime) of the version that stays, for documents whose other versions' rows go
@@ -88,6 +89,13 @@ def _write_shard(folder: OutputFolder, run_id: str, plan: Plan, rows: list[tuple
     folder.write_parquet(folder.shard_path(run_id, plan.shards), table, row_group_size=DOCS_PER_BLOCK)
 
 
+def _end_shard(folder: OutputFolder, run_id: str, plan: Plan, rows: list[tuple], write: bool) -> None:
+    if write:
+        _write_shard(folder, run_id, plan, rows)
+    plan.shards += 1
+    plan.shard_docs.append(len(rows))
+
+
 def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None) -> Plan:
     """Classify every listed document against the output's rows of `scope` (default: this
     config's schema and model) and write the plan shards."""
@@ -116,14 +124,10 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
         plan.estimated_pages += known_pages or max(1, doc.size // BYTES_PER_PAGE_GUESS)
         buf.append((doc.doc_id, doc.uri, doc.size, doc.mtime_ns, kind, done))
         if len(buf) >= SHARD_DOCS:
-            if write:
-                _write_shard(folder, config.run_id, plan, buf)
-            plan.shards += 1
+            _end_shard(folder, config.run_id, plan, buf, write)
             buf = []
     if buf:
-        if write:
-            _write_shard(folder, config.run_id, plan, buf)
-        plan.shards += 1
+        _end_shard(folder, config.run_id, plan, buf, write)
     # and in every document of this schema and model that the listing did not name
     if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
         plan.unlisted = index.unlisted()

@@ -5,6 +5,7 @@ import time
 
 from pipeline.ledger.folder import OutputFolder
 from pipeline.ledger.records import RunState
+from pipeline.progress import describe
 
 # A running driver rewrites its record every ~10 s (pipeline.ledger.heartbeat); far older means it died.
 STALE_AFTER_S = 300
@@ -25,6 +26,10 @@ def describe_runs(out: str) -> str:
         return f"no runs recorded in {out}"
     lines = [f"{'run_id':<28} {'state':<28} {'pages':>7} {'pages/s':>8}  counts"]
     for r in records:
-        lines.append(f"{r['run_id']:<28} {run_state(r):<28} {r.get('pages', 0):>7} "
+        state = run_state(r)
+        live = r.get("progress") if state in {s.value for s in RunState if s.live} else None
+        lines.append(f"{r['run_id']:<28} {state:<28} {r.get('pages', 0):>7} "
                      f"{r.get('pages_per_s') or '-':>8}  {r.get('counts', {})}")
+        if live:  # the heartbeat's numbers (pipeline.progress), as the driver's own progress line says them
+            lines.append(f"  progress: {describe(live)}")
     return "\n".join(lines)

@@ -3,6 +3,10 @@
 Reads each document's bytes (never the driver), hashes them, rasterizes the pages and yields
 them a few at a time so that a 2,000-page document never sits in memory whole. Every failure
 that belongs to the document becomes a row; none escapes.
+
+With `multi_image_pages` (--document-mode multi_image), a document of at most that many pages,
+all rendered, leaves as one bundle row (extractors.bundle) for the extractor's multi-image
+prompt; a longer one, or one with a failed page, leaves as page rows (merged later).
 """
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import hashlib
 import time
 from typing import Any, Iterator, Mapping
 
+from extractors import bundle
 from extractors.pixels import PreparePixels
-from pipeline.datamodel import Status, batch_to_rows, document_row, page_row, rows_to_columns
+from pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows, document_row, page_row, rows_to_columns
 from pipeline.errors import describe
 from pipeline.render.pages import RenderLimits
 from pipeline.storage import read_bytes
@@ -31,11 +36,17 @@ def _doc_error(status: Status, error: str, started: float) -> dict:
 class RenderPages:
     """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows.
     With `split` given, each page leaves as the model's uint8 crops (`pixels`), made here on the
-    CPU workers rather than on the GPU actor; with None, as the rendered `image`."""
+    CPU workers rather than on the GPU actor; with None, as the rendered `image`. With
+    `multi_image_pages` (needs `split`), short documents leave as bundle rows (see above)."""
 
     def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH,
-                 split: bool | None = None):
+                 split: bool | None = None, multi_image_pages: int | None = None):
+        if multi_image_pages is not None and split is None:
+            raise ValueError("multi_image_pages needs split: bundles hold the model's crops")
         self.run_id = run_id
+        self.multi_image_pages = multi_image_pages
+        # one set of columns for every batch of this step (Ray Data joins them into blocks)
+        self.columns = PAGE_COLUMNS + ((bundle.COLUMN,) if multi_image_pages else ())
         self.limits = limits
         self.images_per_batch = images_per_batch
         self.prepare = PreparePixels(split) if split is not None else None
@@ -51,23 +62,29 @@ class RenderPages:
         # model's batches part empty.
         with_image: list[dict] = []
         without: list[dict] = []
+        images = 0
         for doc in batch_to_rows(batch):
-            for page in self.pages(doc):
-                if page.get("image") is not None and self.prepare is not None:
-                    page = self._prepared(page)
+            for page in self._units(doc):
                 if page.get("image") is not None or page.get("pixels") is not None:
                     with_image.append(page)
-                    if len(with_image) >= self.images_per_batch:
-                        yield rows_to_columns(with_image)
-                        with_image = []
+                    images += bundle.page_count(page) if bundle.is_bundle(page) else 1
+                    if images >= self.images_per_batch:
+                        yield rows_to_columns(with_image, self.columns)
+                        with_image, images = [], 0
                 else:
                     without.append(page)
                     if len(without) >= ROWS_PER_OUTPUT_BATCH:
-                        yield rows_to_columns(without)
+                        yield rows_to_columns(without, self.columns)
                         without = []
         for rows in (with_image, without):
             if rows:
-                yield rows_to_columns(rows)
+                yield rows_to_columns(rows, self.columns)
+
+    def _units(self, doc: Mapping[str, Any]) -> Iterator[dict]:
+        """The document's page rows, prepared for the model; in multi-image mode perhaps one bundle."""
+        pages = (self._prepared(p) if p.get("image") is not None and self.prepare is not None else p
+                 for p in self.pages(doc))
+        return bundle.bundle_pages(pages, self.multi_image_pages) if self.multi_image_pages else pages
 
     def _prepared(self, page: dict) -> dict:
         """The page as the model's crops; one that cannot be cut is a row, not a dead render task."""

@@ -1,0 +1,38 @@
+"""A run's plan read back as Ray Data blocks of a few documents each, with no listing task.
+
+Why not `ray.data.read_parquet` on the plan folder: it lists the folder in a task that needs a
+whole CPU, and when a node dies while that task runs, its retry waits for a CPU that the actors
+Ray restarts on the nodes left may all hold: the run never ends. Its blocks are also whole files,
+which then need an all-to-all repartition into small blocks. The driver knows every row group it
+wrote (DOCS_PER_BLOCK documents each), so it hands Ray Data their names as items (objects the
+driver owns, which no node's death can lose) and a cheap task reads each block's row groups.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.ledger.folder import OutputFolder
+
+# More blocks than this cost the driver more in object references than they give in balance: past
+# it, a block takes several consecutive row groups.
+MAX_BLOCKS = 100_000
+
+
+def plan_blocks(folder: OutputFolder, run_id: str, shard_docs: list[int], docs_per_block: int) -> list[dict]:
+    """One item per block: the shard (a path inside the output's filesystem) and its row groups
+    [start, stop)."""
+    groups = [(number, -(-docs // docs_per_block)) for number, docs in enumerate(shard_docs)]
+    per_block = max(1, -(-sum(n for _, n in groups) // MAX_BLOCKS))
+    return [{"shard": folder.shard_path(run_id, number), "start": start, "stop": min(start + per_block, n)}
+            for number, n in groups for start in range(0, n, per_block)]
+
+
+def read_plan_blocks(batch: pa.Table, out: str) -> pa.Table:
+    """Ray Data map_batches function: the plan rows of the blocks named in `batch`."""
+    fs = OutputFolder(out).fs
+    tables = []
+    for shard, start, stop in zip(*(batch.column(name).to_pylist() for name in ("shard", "start", "stop"))):
+        with fs.open_input_file(shard) as handle:
+            tables.append(pq.ParquetFile(handle).read_row_groups(list(range(start, stop))))
+    return pa.concat_tables(tables)

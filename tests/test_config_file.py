@@ -1,0 +1,91 @@
+"""`pageray extract --config job.yaml` (pipeline.config_file): keys are the options' names (or
+their flags), unknown keys are refused before any work, flags override the file, and the run
+record keeps the whole resolved config."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import RunConfig
+from pipeline.config_file import load_config_file, resolve_options
+from pipeline.errors import ConfigError
+
+runner = CliRunner()
+
+
+def write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_an_unknown_key_is_refused_before_any_work_naming_the_key_and_the_fix(samples, tmp_path):
+    job = write(tmp_path / "job.yaml", f"inputs: [{samples}]\nschema: invoice\nout: {tmp_path / 'out'}\n"
+                                       "batchsize: 4\n")
+    result = runner.invoke(app, ["extract", "--config", str(job)])
+    assert result.exit_code == 2, result.output
+    assert "unknown key 'batchsize'" in result.output and "did you mean 'batch_size'" in result.output
+    assert str(job) in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_value_in_the_file_is_refused_by_runconfig_naming_the_flag(samples, tmp_path):
+    job = write(tmp_path / "job.yaml", f"inputs: {samples}\nschema_ref: invoice\nout: {tmp_path / 'out'}\n"
+                                       "batch_size: 0\n")
+    result = runner.invoke(app, ["extract", "--config", str(job)])
+    assert result.exit_code == 2 and "--batch-size" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_keys_are_field_names_or_flag_spellings(tmp_path):
+    job = write(tmp_path / "job.yaml", "inputs: /data/pdfs\nschema: invoice\nout: /data/out\nattn: sdpa\n"
+                                       "render-timeout: 30\n--max-new-tokens: 64\nsplit_images: false\n"
+                                       "retry: render_timeout\n")
+    assert load_config_file(job) == {"inputs": ["/data/pdfs"], "schema_ref": "invoice", "out": "/data/out",
+                                     "attn_implementation": "sdpa", "render_timeout_s": 30, "max_new_tokens": 64,
+                                     "split_images": False, "retry": ["render_timeout"]}
+
+
+@pytest.mark.parametrize("text, says", [
+    ("no_split: true\n", "unknown key 'no_split'"),                    # a negated flag is not a key
+    ("schema: invoice\nschema_ref: receipt\n", "given twice"),
+    ("- inputs\n", "expected a mapping"),
+    ("inputs: [unclosed\n", "not valid YAML"),
+])
+def test_files_that_cannot_be_used_are_refused(tmp_path, text, says):
+    with pytest.raises(ConfigError, match=says):
+        load_config_file(write(tmp_path / "job.yaml", text))
+
+
+def test_json_files_too_and_a_missing_file(tmp_path):
+    job = write(tmp_path / "job.json", json.dumps({"inputs": ["/a"], "batch_size": 8}))
+    assert load_config_file(job) == {"inputs": ["/a"], "batch_size": 8}
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config_file(tmp_path / "nope.yaml")
+
+
+def test_flags_override_the_file_and_required_options_come_from_either():
+    options = resolve_options({"inputs": ["/a"], "schema_ref": "invoice", "out": "/o", "batch_size": 4},
+                              {"batch_size": "2", "out": "/other"})
+    assert options == {"inputs": ["/a"], "schema_ref": "invoice", "out": "/other", "batch_size": "2"}
+    with pytest.raises(ConfigError, match=r"missing --schema \(schema_ref\), --out \(out\)"):
+        resolve_options({"inputs": ["/a"]}, {}, "job.yaml")
+
+
+def test_the_run_record_keeps_the_resolved_config(tiny_model, tmp_path):
+    """A real run (of an empty folder: no documents, so no Ray) from a file plus a flag."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    out = tmp_path / "out"
+    job = write(tmp_path / "job.yaml", f"inputs: [{inbox}]\nschema: invoice\nout: {out}\nmodel: {tiny_model}\n"
+                                       "batch_size: 4\nmax-new-tokens: 64\nrender-timeout: 30\nrun_id: nightly-1\n")
+    result = runner.invoke(app, ["extract", "--config", str(job), "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "_runs" / "nightly-1.json").read_text())
+    config = record["config"]
+    assert set(config) == set(RunConfig.model_fields)  # every option, defaults included
+    assert (config["batch_size"], config["max_new_tokens"], config["render_timeout_s"]) == (2, 64, 30.0)
+    assert config["page_time_limit_s"] == 300.0 and config["inputs"] == [str(inbox)]
+    assert record["state"] == "succeeded" and record["max_new_tokens_from"] == "flag"
