@@ -54,8 +54,10 @@ def quiet_ray_data() -> None:
         return
     import ray.data  # noqa: F401 - configures the "ray.data" logger
 
+    # Only Ray Data's own console handler (ray.data._internal.logging's config names its class): the
+    # logger can carry the application's handlers too (a notebook's, pytest's), which stay as they are.
     for handler in logging.getLogger("ray.data").handlers:
-        if not hasattr(handler, "baseFilename") and type(handler).__name__ != "SessionFileHandler":
+        if type(handler).__name__ == "PlainRayHandler":
             handler.setLevel(logging.ERROR)
 
 

@@ -107,10 +107,8 @@ def build_dataset(config: RunConfig, plan: Plan):
     # one is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
     ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
-    # SPREAD, as Ray Data's own read tasks: the blocks start out on every node, and the stages after
-    # prefer actors on the node that holds their input, so a block read on the head would stay there.
     ds = ds.map_batches(read_plan_blocks, fn_kwargs={"out": config.out}, batch_format="pyarrow", batch_size=None,
-                        num_cpus=0.1, scheduling_strategy="SPREAD")
+                        num_cpus=0.1)
     # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
     # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
     # still fill model batches, and image-less rows (skipped pages, error rows) ride along in

@@ -1,9 +1,9 @@
 """A Pydantic model as users write it (optional fields, a nested model, an enum, a Literal, dates,
 datetimes, times, a UUID, lists of models, numeric, length and item-count constraints, a pattern)
 through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` with
-`pageray extract` and as a raw `model_json_schema()` file with `ray job submit` over the samples,
-and each the other way round over one invoice (the cheap check that both sources work both
-ways: the schema is loaded in the driver, whichever starts it). DuckDB checks
+`pageray extract` over the samples, and over one invoice as a raw `model_json_schema()` file with
+`ray job submit` and each the other way round (the cheap check that both sources work both ways:
+the schema is loaded in the driver, whichever starts it). DuckDB checks
 each column's type and that every ok row honours every constraint, truncated rows included (the
 budget is small, so most rows are closed by the forced completion)."""
 from __future__ import annotations
@@ -113,12 +113,12 @@ def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(models, samples
         raw = tmp_path / "invoice.json"
         raw.write_text(dumped, encoding="utf-8")
         assert "$defs" in json.loads(dumped) and "anyOf" in dumped
-        job, status = submit_job(cluster, [*flags, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
-        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
         one = tmp_path / "one"
         one.mkdir()
         (one / "invoice.pdf").write_bytes((samples / "invoice.pdf").read_bytes())
         small = [str(one), *flags[1:]]
+        job, status = submit_job(cluster, [*small, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
+        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
         job, status = submit_job(cluster, [*small, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
         assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
         local = subprocess.run([str(BIN / "pageray"), "extract", *small, "--schema", str(raw),
