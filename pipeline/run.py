@@ -109,6 +109,11 @@ def build_dataset(config: RunConfig, plan: Plan):
     ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
     ds = ds.map_batches(read_plan_blocks, fn_kwargs={"out": config.out}, batch_format="pyarrow", batch_size=None,
                         num_cpus=0.1)
+    # A barrier, not a reshaping (the blocks already are the right size): every block is read before
+    # rendering starts, on whichever nodes the read tasks ran, so the render pool scales out to the
+    # whole backlog at once and each node's extractor is fed. Streamed straight into rendering, the
+    # first render actor took the blocks as they came and the second node's extractor sat idle.
+    ds = ds.repartition(len(blocks))
     # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
     # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
     # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
