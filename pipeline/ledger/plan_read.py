@@ -3,9 +3,9 @@
 Why not `ray.data.read_parquet` on the plan folder: it lists the folder in a task that needs a
 whole CPU, and when a node dies while that task runs, its retry waits for a CPU that the actors
 Ray restarts on the nodes left may all hold: the run never ends. Its blocks are also whole files,
-which then need an all-to-all repartition into small blocks. The driver knows every row group it
-wrote (DOCS_PER_BLOCK documents each), so it hands Ray Data their names as items (objects the
-driver owns, which no node's death can lose) and a cheap task reads each block's row groups.
+which would need splitting into small blocks. The driver knows every row group it wrote
+(DOCS_PER_BLOCK documents each), so it hands Ray Data their names as items (objects the driver
+owns, which no node's death can lose) and a cheap task reads each block's row groups.
 """
 from __future__ import annotations
 
