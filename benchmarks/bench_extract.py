@@ -17,6 +17,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when not installed
 
 if __name__ == "__main__":
-    from pipeline.bench.cli import main
+    from pageray.pipeline.bench.cli import main
 
     sys.exit(main(sys.argv[1:], prog="bench_extract.py"))

@@ -58,8 +58,8 @@ def _size(path: Path) -> int:
 def prepare(args) -> None:
     from importlib.metadata import version
 
-    from pipeline.bench.models import processor_folder
-    from pipeline.bench.pages import render_pages, save_pages
+    from pageray.pipeline.bench.models import processor_folder
+    from pageray.pipeline.bench.pages import render_pages, save_pages
 
     out = Path(args.dir)
     if args.pages or not (PAGES / "pages.json").is_file():
@@ -123,9 +123,9 @@ def run(args) -> int:
     bootstrap(Path(args.dir) / "wheels")
     import torch
 
-    from pipeline.bench.harness import BenchOptions, run_bench
-    from pipeline.bench.models import build_bench_model
-    from pipeline.bench.report import format_table, summary
+    from pageray.pipeline.bench.harness import BenchOptions, run_bench
+    from pageray.pipeline.bench.models import build_bench_model
+    from pageray.pipeline.bench.report import format_table, summary
 
     started = time.monotonic()
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"

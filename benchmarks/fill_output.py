@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from pipeline.config import DEFAULT_MODEL
-from pipeline.datamodel import output_schema
-from pipeline.ledger.folder import OutputFolder
-from pipeline.storage import doc_id_for
-from schemas import arrow_type, load_schema
+from pageray.pipeline.config import DEFAULT_MODEL
+from pageray.pipeline.datamodel import output_schema
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.storage import doc_id_for
+from pageray.schemas import arrow_type, load_schema
 
 ROWS_PER_FILE = 100_000
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-from pipeline.datamodel import Status, page_row
+from pageray.pipeline.datamodel import Status, page_row
 
 COLUMN = "doc_pages"
 _DOC_KEYS = ("run_id", "doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_count")

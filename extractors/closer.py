@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from extractors import grammar_leaf
-from extractors.closer_strings import _Counted, _String
-from extractors.completion import _counted, _date, _enum, _is_date, _nullable, _object_parts, min_instance
-from extractors.partial_json import INTEGER, NUMBER, literal_for, number
+from pageray.extractors import grammar_leaf
+from pageray.extractors.closer_strings import _Counted, _String
+from pageray.extractors.completion import _counted, _date, _enum, _is_date, _nullable, _object_parts, min_instance
+from pageray.extractors.partial_json import INTEGER, NUMBER, literal_for, number
 
 _BARE = bytes(c in b"-+.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in range(256))
 _CACHE: dict = {}  # id(schema) -> (schema, node); holding the schema keeps its id unique

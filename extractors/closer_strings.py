@@ -3,7 +3,7 @@ length-limited (minLength/maxLength) raw string counted in code points. Each fra
 bytes and pops itself at the closing quote; `tail` is what closes it from where it stands."""
 from __future__ import annotations
 
-from extractors.partial_json import _HEX, _PLAIN, _SIMPLE_ESCAPES, _utf8_lead
+from pageray.extractors.partial_json import _HEX, _PLAIN, _SIMPLE_ESCAPES, _utf8_lead
 
 
 class _Counted:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import re
 
-from extractors import grammar_leaf
-from extractors.partial_json import INTEGER, NUMBER, Step, _utf8_lead, bare_token, literal, literal_for, number, string
-from schemas.patterns import DATE_PATTERN
+from pageray.extractors import grammar_leaf
+from pageray.extractors.partial_json import INTEGER, NUMBER, Step, _utf8_lead, bare_token, literal, literal_for, number, string
+from pageray.schemas.patterns import DATE_PATTERN
 
 __all__ = ["literal_for", "max_completion_len", "min_instance", "shortest_completion"]
 

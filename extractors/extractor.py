@@ -25,21 +25,21 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from extractors.batching import resolve_batch_size
-from extractors.bundle import is_bundle
-from extractors.decode_loop import DecodeLoop
-from extractors.decoding import JsonGrammar, RowResult
-from extractors.grounding import ground
-from extractors.loading import ModelSpec, load_model
-from extractors.multi_image import MultiImage
-from extractors.pixels import PreparePixels, unpack_crops
-from extractors.prompts import PromptBook
-from extractors.vision import PageEncoder
-from pipeline.config import default
-from pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
-from pipeline.errors import describe
-from schemas import ExtractionSchema, arrow_type, coerce, generation_schema
-from schemas.budget import effective_budget
+from pageray.extractors.batching import resolve_batch_size
+from pageray.extractors.bundle import is_bundle
+from pageray.extractors.decode_loop import DecodeLoop
+from pageray.extractors.decoding import JsonGrammar, RowResult
+from pageray.extractors.grounding import ground
+from pageray.extractors.loading import ModelSpec, load_model
+from pageray.extractors.multi_image import MultiImage
+from pageray.extractors.pixels import PreparePixels, unpack_crops
+from pageray.extractors.prompts import PromptBook
+from pageray.extractors.vision import PageEncoder
+from pageray.pipeline.config import default
+from pageray.pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
+from pageray.pipeline.errors import describe
+from pageray.schemas import ExtractionSchema, arrow_type, coerce, generation_schema
+from pageray.schemas.budget import effective_budget
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from functools import lru_cache
 
 import xgrammar as xgr
 
-from extractors.partial_json import bare_token
-from schemas.constraints import NUMERIC
-from schemas.patterns import DATE_PATTERN
+from pageray.extractors.partial_json import bare_token
+from pageray.schemas.constraints import NUMERIC
+from pageray.schemas.patterns import DATE_PATTERN
 
 STOP = 256
 MAX_FORKS = 20_000  # per search; far above what the supported formats need (uuid: ~700)

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping
 
 from rapidfuzz import fuzz
 
-from schemas.nodes import child_path, iter_properties, node_kind
+from pageray.schemas.nodes import child_path, iter_properties, node_kind
 
 FUZZY_SCORE = 90.0
 MIN_FUZZY_CHARS = 6

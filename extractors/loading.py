@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ModelLoadError
+from pageray.pipeline.errors import ModelLoadError
 
 # Idefics2 with splitting: 4 crops + the whole page, each capped at 980 px (shortest 378).
 PROCESSOR_SIZE = {"longest_edge": 980, "shortest_edge": 378}

@@ -21,13 +21,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from extractors.bundle import page_count, unbundle
-from extractors.grounding import ground
-from pipeline.datamodel import Status
-from pipeline.errors import describe
+from pageray.extractors.bundle import page_count, unbundle
+from pageray.extractors.grounding import ground
+from pageray.pipeline.datamodel import Status
+from pageray.pipeline.errors import describe
 
 if TYPE_CHECKING:  # the extractor holds this; this uses its model parts and settings
-    from extractors.extractor import ExtractFields
+    from pageray.extractors.extractor import ExtractFields
 
 METHOD = "multi_image"
 

@@ -19,10 +19,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from extractors.loading import PROCESSOR_SIZE
-from pipeline.datamodel import batch_to_rows
-from pipeline.errors import ModelLoadError
-from pipeline.render.geometry import model_canvas
+from pageray.extractors.loading import PROCESSOR_SIZE
+from pageray.pipeline.datamodel import batch_to_rows
+from pageray.pipeline.errors import ModelLoadError
+from pageray.pipeline.render.geometry import model_canvas
 
 BILINEAR = 2  # PIL.Image.Resampling.BILINEAR, the only resample model_crops implements
 _F64_CHUNK_ELEMENTS = 1 << 26  # bounds normalize's float64 temporary to 512 MiB

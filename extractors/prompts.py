@@ -12,7 +12,7 @@ plus their boundary tokens; without, 64), and the schema's text prompt and the a
 """
 from __future__ import annotations
 
-from schemas import ExtractionSchema, build_prompt
+from pageray.schemas import ExtractionSchema, build_prompt
 
 MULTI_IMAGE_CONTEXT_TOKENS = 4096
 PROMPT_TEXT_RESERVE = 1024  # the schema's instructions: built-ins take 270-930 tokens (invoice the most)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from extractors.tokenizer import CHAT_TEMPLATE, idefics2_tokenizer
+from pageray.extractors.tokenizer import CHAT_TEMPLATE, idefics2_tokenizer
 
 TINY_MARKER = "pageray-tiny-idefics2"
 

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from extractors.batching import CROPS_PER_CALL
-from extractors.pixels import check_processor, normalize, processor_constants
+from pageray.extractors.batching import CROPS_PER_CALL
+from pageray.extractors.pixels import check_processor, normalize, processor_constants
 
 
 class PageEncoder:

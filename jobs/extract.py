@@ -1,4 +1,4 @@
-"""Entry point for `ray job submit --working-dir . -- python -m jobs.extract ...`.
+"""Entry point for `ray job submit --working-dir . -- python -m pageray.jobs.extract ...`.
 
 Takes exactly the flags of `pageray extract`, so a command tried locally can be submitted
 to a cluster unchanged.
@@ -9,14 +9,14 @@ import sys
 
 import typer
 
-from pipeline.cli import extract
+from pageray.pipeline.cli import extract
 
 job = typer.Typer(add_completion=False)
 job.command()(extract)
 
 
 def main(argv: list[str] | None = None) -> None:
-    job(argv if argv is not None else sys.argv[1:], prog_name="python -m jobs.extract")
+    job(argv if argv is not None else sys.argv[1:], prog_name="python -m pageray.jobs.extract")
 
 
 if __name__ == "__main__":

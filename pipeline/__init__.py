@@ -9,10 +9,10 @@ __all__ = ["extract", "read"]
 
 
 def __getattr__(name: str):
-    # `from pipeline import extract, read`, imported on first use: importing any part of pipeline
+    # `from pageray.pipeline import extract, read`, imported on first use: importing any part of pipeline
     # (a Ray worker, a render child) does not import the API and what it needs
     if name in __all__:
-        from pipeline import api
+        from pageray.pipeline import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

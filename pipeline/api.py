@@ -1,6 +1,6 @@
 """pageray as a library, for notebooks and for code that embeds it:
 
-    from pipeline import extract, read
+    from pageray.pipeline import extract, read
     record = extract("invoices/", schema=Invoice, out="out/", max_new_tokens=256)
     df = read("out/", as_="pandas")
 
@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence, Union
 
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError, StorageError
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.errors import ConfigError, StorageError
 
 PathLike = Union[str, "os.PathLike[str]"]
 # a built-in name or a file / "module:Class" spec, a Pydantic model class, or an ExtractionSchema
@@ -74,7 +74,7 @@ def extract(inputs: PathLike | Sequence[PathLike], *, schema: SchemaLike, out: P
     (`pageray extract`'s flags with underscores: max_new_tokens=256, batch_size=8, force=True)."""
     with _schema_ref(schema) as ref:
         config = build_config(inputs, ref, out, **options)
-        from pipeline.run import run_extraction  # Ray and the model side: only once the config is good
+        from pageray.pipeline.run import run_extraction  # Ray and the model side: only once the config is good
 
         return run_extraction(config)
 
@@ -97,7 +97,7 @@ def _schema_ref(schema: SchemaLike) -> Iterator[str]:
 
 
 def _resolve(schema: SchemaLike):
-    from schemas import ExtractionSchema, load_schema
+    from pageray.schemas import ExtractionSchema, load_schema
 
     if isinstance(schema, ExtractionSchema):
         return schema
@@ -114,11 +114,11 @@ def read(out: PathLike, as_: Literal["arrow", "pandas", "polars"] = "arrow", sch
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    from pipeline.datamodel import output_schema
-    from pipeline.ledger.folder import MANIFEST, OutputFolder
-    from pipeline.ledger.records import RunState
-    from pipeline.ledger.status import run_state
-    from schemas import arrow_type
+    from pageray.pipeline.datamodel import output_schema
+    from pageray.pipeline.ledger.folder import MANIFEST, OutputFolder
+    from pageray.pipeline.ledger.records import RunState
+    from pageray.pipeline.ledger.status import run_state
+    from pageray.schemas import arrow_type
 
     if as_ not in FORMATS:
         raise ValueError(f"read(as_={as_!r}): choose one of {', '.join(FORMATS)}")
@@ -155,7 +155,7 @@ def read(out: PathLike, as_: Literal["arrow", "pandas", "polars"] = "arrow", sch
 
 def _schema_of(runs: list[dict], manifest: dict):
     """The schema the folder was made with, as the newest run record of that schema kept it."""
-    from schemas import ExtractionSchema
+    from pageray.schemas import ExtractionSchema
 
     wanted = manifest.get("schema_id")
     for record in reversed(runs):

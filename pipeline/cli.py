@@ -8,9 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from extractors.batching import CPU_BATCH
-from pipeline.config import default, flag
-from pipeline.errors import FatalError
+from pageray.extractors.batching import CPU_BATCH
+from pageray.pipeline.config import default, flag
+from pageray.pipeline.errors import FatalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PDF folders -> Idefics2 on Ray -> typed Parquet")
 schemas_app = typer.Typer(no_args_is_help=True, help="Built-in and user extraction schemas")
@@ -99,9 +99,9 @@ def extract(
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
     values = _given(**{k: v for k, v in locals().items() if k not in ("config_file", "verbose")})
-    from pipeline.api import extract as run
-    from pipeline.config_file import load_config_file, resolve_options
-    from pipeline.ray_logs import set_verbose
+    from pageray.pipeline.api import extract as run
+    from pageray.pipeline.config_file import load_config_file, resolve_options
+    from pageray.pipeline.ray_logs import set_verbose
 
     set_verbose(verbose)
     try:  # the Python API's extract(): one config, validated before any work, for both
@@ -127,7 +127,7 @@ def plan(
     max_file_bytes: Optional[int] = _option("max_file_bytes", "larger files: file_too_large"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
-    from pipeline.ledger.plan import dry_run
+    from pageray.pipeline.ledger.plan import dry_run
 
     options = _given(force=force, append=append, follow_symlinks=follow_symlinks, retry=retry,
                      max_pages_per_doc=max_pages_per_doc, max_file_bytes=max_file_bytes)
@@ -140,7 +140,7 @@ def plan(
 
 @schemas_app.command("list")
 def schemas_list() -> None:
-    from schemas import list_builtin, load_schema
+    from pageray.schemas import list_builtin, load_schema
 
     for name in list_builtin():
         s = load_schema(name)
@@ -149,7 +149,7 @@ def schemas_list() -> None:
 
 @schemas_app.command("show")
 def schemas_show(name: str) -> None:
-    from schemas import load_schema, schema_summary
+    from pageray.schemas import load_schema, schema_summary
 
     try:
         typer.echo(schema_summary(load_schema(name)))
@@ -160,7 +160,7 @@ def schemas_show(name: str) -> None:
 @model_app.command("tiny")
 def model_tiny(out: Path = typer.Option(..., "--out"), seed: int = 0) -> None:
     """Build the offline tiny Idefics2 (random weights) used by tests and the demo."""
-    from extractors.tiny import build_tiny_model
+    from pageray.extractors.tiny import build_tiny_model
 
     typer.echo(f"tiny Idefics2 written to {build_tiny_model(out, seed=seed)}")
 
@@ -170,8 +170,8 @@ def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir"),
          model: Optional[str] = typer.Option(None, "--model", help="default: build the tiny offline model"),
          verbose: bool = typer.Option(False, "--verbose", help="also show Ray's own log lines")) -> None:
     """Make sample documents, build the tiny model if needed, run the pipeline, print a summary."""
-    from pipeline.demo import run_demo
-    from pipeline.ray_logs import set_verbose
+    from pageray.pipeline.demo import run_demo
+    from pageray.pipeline.ray_logs import set_verbose
 
     set_verbose(verbose)
     try:
@@ -183,7 +183,7 @@ def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir"),
 @app.command()
 def status(out: str = typer.Argument(..., help="an output folder")) -> None:
     """Summarise every run recorded in an output folder."""
-    from pipeline.ledger.status import describe_runs
+    from pageray.pipeline.ledger.status import describe_runs
 
     try:
         typer.echo(describe_runs(out))
@@ -199,7 +199,7 @@ def evaluate(labels: Path = typer.Argument(..., help="labels, JSON Lines: {sourc
     """Score the current rows of OUT against labels: per field and overall (pipeline.evaluation)."""
     import json
 
-    from pipeline.evaluation import evaluate as score, format_table
+    from pageray.pipeline.evaluation import evaluate as score, format_table
 
     try:
         scores = score(labels, out, schema=schema)
@@ -218,7 +218,7 @@ def report(out: str = typer.Argument(..., help="an output folder or s3:// prefix
            labels: Optional[Path] = typer.Option(None, "--labels", help="also score against these labels, as "
                                                  "`pageray eval` does")) -> None:
     """One self-contained HTML page of a run or the whole folder, plus its figures as PNG files."""
-    from pipeline.report import write_report
+    from pageray.pipeline.report import write_report
 
     try:
         written = write_report(out, html, run, labels)
@@ -235,7 +235,7 @@ def compact(out: str = typer.Argument(..., help="an output folder or s3:// prefi
                                                       help="rows of a merged file (default: 100000)"),
             wait: bool = typer.Option(False, "--wait", help="wait for a run that holds the folder")) -> None:
     """Merge small part files into large ones (each run also does it when it ends)."""
-    from pipeline.ledger.merge import compact as merge, describe
+    from pageray.pipeline.ledger.merge import compact as merge, describe
 
     targets = {k: v for k, v in (("target_bytes", target_mb and target_mb * 2**20),
                                  ("target_rows", target_rows)) if v}
@@ -249,7 +249,7 @@ def compact(out: str = typer.Argument(..., help="an output folder or s3:// prefi
 def bench(ctx: typer.Context) -> None:
     """Baseline (model-card recipe) vs pageray's extractor, same device/pages/model; table printed last.
     `pageray bench --help` lists the options (those of benchmarks/bench_extract.py)."""
-    from pipeline.bench.cli import main as bench_main
+    from pageray.pipeline.bench.cli import main as bench_main
 
     raise typer.Exit(bench_main(ctx.args, prog="pageray bench"))
 

@@ -9,8 +9,8 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ConfigError
-from pipeline.render.geometry import MAX_LONGEST_EDGE_PX
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX
 
 DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
 
@@ -97,7 +97,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _absolute_local_paths(cls, v):
         # Ray workers run in other directories (a job's working_dir copy): pin paths now.
-        from pipeline.storage import is_remote
+        from pageray.pipeline.storage import is_remote
 
         def fix(p: str) -> str:
             if not p or not p.strip():
@@ -108,7 +108,7 @@ class RunConfig(BaseModel):
     @field_validator("passwords")
     @classmethod
     def _passwords_file_is_local(cls, v: Optional[str]) -> Optional[str]:
-        from pipeline.storage import is_remote
+        from pageray.pipeline.storage import is_remote
 
         if v is None:
             return None
@@ -139,7 +139,7 @@ class RunConfig(BaseModel):
     @field_validator("retry")
     @classmethod
     def _retryable(cls, v: list[str]) -> list[str]:
-        from pipeline.ledger.retry import RETRYABLE_ON_REQUEST
+        from pageray.pipeline.ledger.retry import RETRYABLE_ON_REQUEST
 
         allowed = sorted(s.value for s in RETRYABLE_ON_REQUEST)
         for status in v:
@@ -176,7 +176,7 @@ class RunConfig(BaseModel):
         # Read once, here in the driver, so a bad file is refused before any work; the workers get
         # the parsed book with the render limits (render_limits) and never see the file.
         if self.passwords is not None:
-            from pipeline.render.passwords import PasswordFileError, load_password_file
+            from pageray.pipeline.render.passwords import PasswordFileError, load_password_file
 
             try:
                 self._password_book = load_password_file(self.passwords)
@@ -203,12 +203,12 @@ class RunConfig(BaseModel):
     def document_scope(self) -> bool:
         """Whether the run writes document rows: --scope, else "document" for the built-ins
         whose targets span pages (schemas.load.DOCUMENT_BUILTINS)."""
-        from schemas.load import DOCUMENT_BUILTINS
+        from pageray.schemas.load import DOCUMENT_BUILTINS
 
         return (self.scope or ("document" if self.schema_ref in DOCUMENT_BUILTINS else "page")) == "document"
 
     def extraction_schema(self):
-        from schemas import load_schema
+        from pageray.schemas import load_schema
 
         return load_schema(self.schema_ref)
 
@@ -216,7 +216,7 @@ class RunConfig(BaseModel):
         """This config with `max_new_tokens` resolved for `schema`, and where the value came from
         ("flag", "schema" or "derived"). A run works with, and records, the resolved config, so
         its record says which budget its rows had, whatever the schema file says later."""
-        from schemas.budget import effective_budget
+        from pageray.schemas.budget import effective_budget
 
         tokens, source = effective_budget(self.max_new_tokens, schema)
         config = self.model_copy(update={"max_new_tokens": tokens})
@@ -225,13 +225,13 @@ class RunConfig(BaseModel):
         return config, source
 
     def model_spec(self):
-        from extractors.loading import ModelSpec
+        from pageray.extractors.loading import ModelSpec
 
         return ModelSpec(model=self.model, dtype=self.dtype, attn_implementation=self.attn_implementation,
                          quantize=self.quantize, split_images=self.split_images)
 
     def extract_settings(self):
-        from extractors.extractor import ExtractSettings
+        from pageray.extractors.extractor import ExtractSettings
 
         return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
                                page_time_limit_s=self.page_time_limit_s, page_prompts=self.document_scope())
@@ -243,12 +243,12 @@ class RunConfig(BaseModel):
             return None
         if self.multi_image_max_pages is not None:
             return self.multi_image_max_pages
-        from extractors.prompts import multi_image_page_limit
+        from pageray.extractors.prompts import multi_image_page_limit
 
         return multi_image_page_limit(self.split_images, self.max_new_tokens or 0)
 
     def retry_policy(self):
-        from pipeline.ledger.retry import RetryPolicy
+        from pageray.pipeline.ledger.retry import RetryPolicy
 
         return RetryPolicy(max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes,
                            also_retry=frozenset(self.retry))
@@ -256,8 +256,8 @@ class RunConfig(BaseModel):
     def render_limits(self):
         from dataclasses import fields
 
-        from pipeline.render.pages import RenderLimits
-        from pipeline.render.passwords import NO_PASSWORDS
+        from pageray.pipeline.render.pages import RenderLimits
+        from pageray.pipeline.render.passwords import NO_PASSWORDS
 
         limits = {f.name: getattr(self, f.name) for f in fields(RenderLimits) if f.name != "passwords"}
         return RenderLimits(**limits, passwords=NO_PASSWORDS if self._password_book is None else self._password_book)

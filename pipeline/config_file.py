@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import RunConfig, flag
-from pipeline.errors import ConfigError
+from pageray.pipeline.config import RunConfig, flag
+from pageray.pipeline.errors import ConfigError
 
 REQUIRED = ("inputs", "schema_ref", "out")
 

@@ -6,10 +6,10 @@ from typing import Callable
 
 
 def run_demo(workdir: Path, model: str | None = None, echo: Callable[[str], None] = print) -> dict:
-    from extractors.tiny import build_tiny_model, is_tiny_checkpoint
-    from pipeline.config import RunConfig
-    from pipeline.run import run_extraction
-    from pipeline.samples import write_samples
+    from pageray.extractors.tiny import build_tiny_model, is_tiny_checkpoint
+    from pageray.pipeline.config import RunConfig
+    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.samples import write_samples
 
     workdir = Path(workdir).resolve()
     samples = workdir / "samples"

@@ -12,25 +12,25 @@ import time
 from collections import Counter
 from typing import Any
 
-from pipeline.config import RunConfig
-from pipeline.datamodel import output_schema
-from pipeline.errors import FatalError, StorageError, describe
-from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
-from pipeline.ledger.documents import sync_documents
-from pipeline.ledger.merge import merge_small_files, recover
-from pipeline.ledger.heartbeat import Heartbeat
-from pipeline.ledger.lease import Lease
-from pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
-from pipeline.ledger.plan_read import plan_blocks, read_plan_blocks
-from pipeline.ledger.folder import OutputFolder, utc_now
-from pipeline.ledger.records import RunState, claim, versions
-from pipeline.render.step import RenderPages
-from pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
-from pipeline.storage import unreachable
-from pipeline.ledger.commit import CommitPages
-from pipeline.extractor_memory import extractor_memory, node_shares
-from pipeline.progress import Progress, ProgressReporter
-from pipeline.ray_logs import init_options, quiet_ray_data, spend_restart_notice
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.datamodel import output_schema
+from pageray.pipeline.errors import FatalError, StorageError, describe
+from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
+from pageray.pipeline.ledger.documents import sync_documents
+from pageray.pipeline.ledger.merge import merge_small_files, recover
+from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.ledger.lease import Lease
+from pageray.pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
+from pageray.pipeline.ledger.plan_read import plan_blocks, read_plan_blocks
+from pageray.pipeline.ledger.folder import OutputFolder, utc_now
+from pageray.pipeline.ledger.records import RunState, claim, versions
+from pageray.pipeline.render.step import RenderPages
+from pageray.pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
+from pageray.pipeline.storage import unreachable
+from pageray.pipeline.ledger.commit import CommitPages
+from pageray.pipeline.extractor_memory import extractor_memory, node_shares
+from pageray.pipeline.progress import Progress, ProgressReporter
+from pageray.pipeline.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
 
 def _init_ray() -> None:
@@ -74,7 +74,7 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
     """Actors and resources for the extractor stage: every GPU of the cluster, else CPU actors."""
     import ray
 
-    from extractors.batching import AUTO_MAX
+    from pageray.extractors.batching import AUTO_MAX
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus > 0:
@@ -97,8 +97,8 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
 def build_dataset(config: RunConfig, plan: Plan):
     import ray
 
-    from extractors.extractor import ExtractFields
-    from schemas import arrow_type
+    from pageray.extractors.extractor import ExtractFields
+    from pageray.schemas import arrow_type
 
     schema = config.extraction_schema()
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(),
@@ -134,7 +134,7 @@ def build_dataset(config: RunConfig, plan: Plan):
 def run_extraction(config: RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
     holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
-    from extractors.loading import preflight
+    from pageray.extractors.loading import preflight
 
     schema = config.extraction_schema()
     # From here on the config holds the budget the run uses, and the record shows that number.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.errors import FatalError, LostWorkers, StorageError, describe
+from pageray.pipeline.errors import FatalError, LostWorkers, StorageError, describe
 
 # Ray's errors for a worker, actor, node or object that is gone (by name: they move between versions)
 RAY_LOSSES = {"ActorDiedError", "ActorUnavailableError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",

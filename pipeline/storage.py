@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pyarrow.fs as pafs
 
-from pipeline.errors import StorageError
+from pageray.pipeline.errors import StorageError
 
 DOCUMENT_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Why a local file with a document suffix was not listed (see iter_documents' on_skip).

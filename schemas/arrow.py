@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from schemas.model import ExtractionSchema
-from schemas.nodes import child_path, enum_is_text, iter_properties, node_kind
+from pageray.schemas.model import ExtractionSchema
+from pageray.schemas.nodes import child_path, enum_is_text, iter_properties, node_kind
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

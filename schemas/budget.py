@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # schemas.model imports this module for the bounds
-    from schemas.model import ExtractionSchema
+    from pageray.schemas.model import ExtractionSchema
 
 # Bounds of any budget, from the flag or a schema (the flag's are the same: pipeline.config).
 MIN_TOKENS, MAX_TOKENS = 8, 8192

@@ -12,10 +12,10 @@ from typing import Any
 
 import jsonschema
 
-from schemas.arrow import to_arrow_value
-from schemas.generation import validation_schema
-from schemas.model import ExtractionSchema
-from schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
+from pageray.schemas.arrow import to_arrow_value
+from pageray.schemas.generation import validation_schema
+from pageray.schemas.model import ExtractionSchema
+from pageray.schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
 
 MAX_SHOWN_CHARS = 60
 MAX_ERRORS = 20

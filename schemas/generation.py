@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from schemas.model import ExtractionSchema
-from schemas.nodes import enum_values, explicitly_nullable, iter_properties, node_kind, \
+from pageray.schemas.model import ExtractionSchema
+from pageray.schemas.nodes import enum_values, explicitly_nullable, iter_properties, node_kind, \
     property_nullable
-from schemas.constraints import ITEMS, LENGTHS, NUMERIC
-from schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
+from pageray.schemas.constraints import ITEMS, LENGTHS, NUMERIC
+from pageray.schemas.patterns import DATE_PATTERN, DATETIME_PATTERN, TIME_PATTERN
 
 _NULL = {"type": "null"}
 _PATTERNS = {"date": DATE_PATTERN, "datetime": DATETIME_PATTERN, "time": TIME_PATTERN}

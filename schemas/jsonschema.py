@@ -21,8 +21,8 @@ import copy
 import dataclasses
 from typing import Any
 
-from schemas.patterns import DATE_PATTERN
-from schemas.validate import located
+from pageray.schemas.patterns import DATE_PATTERN
+from pageray.schemas.validate import located
 
 MAX_NODES = 20_000
 MAX_NESTING = 64

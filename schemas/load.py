@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from schemas import pydantic_models
-from schemas.jsonschema import normalize
-from schemas.model import ExtractionSchema, SchemaError, _label, format_problems
-from schemas.plain_json import canonical_json, json_value_problems
+from pageray.schemas import pydantic_models
+from pageray.schemas.jsonschema import normalize
+from pageray.schemas.model import ExtractionSchema, SchemaError, _label, format_problems
+from pageray.schemas.plain_json import canonical_json, json_value_problems
 
 MAX_FILE_BYTES = 256 * 1024
 FILE_KEYS = ("name", "version", "description", "schema")
@@ -209,4 +209,4 @@ def _mark(exc: yaml.YAMLError) -> str:
 
 
 def _builtin_dir() -> Any:
-    return resources.files("schemas") / "builtin"
+    return resources.files("pageray.schemas") / "builtin"

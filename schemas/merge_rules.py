@@ -24,7 +24,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from schemas.nodes import child_path, iter_properties, node_kind
+from pageray.schemas.nodes import child_path, iter_properties, node_kind
 
 RULES = ("first", "last", "confidence")
 DEFAULT_RULE = "confidence"

@@ -12,9 +12,9 @@ import json
 import re
 from typing import Any
 
-from schemas.budget import budget_problems
-from schemas.plain_json import canonical_json, json_value_problems
-from schemas.validate import MAX_TEXT_CHARS, field_problems
+from pageray.schemas.budget import budget_problems
+from pageray.schemas.plain_json import canonical_json, json_value_problems
+from pageray.schemas.validate import MAX_TEXT_CHARS, field_problems
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 MAX_VERSION_CHARS = 64

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Mapping
 
-from schemas.model import ExtractionSchema
-from schemas.nodes import child_path, item_path, iter_properties, node_kind, \
+from pageray.schemas.model import ExtractionSchema
+from pageray.schemas.nodes import child_path, item_path, iter_properties, node_kind, \
     property_nullable, type_label
 
 SUMMARY_DESCRIPTION_CHARS = 80

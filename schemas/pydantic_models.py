@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.model import SchemaError
+from pageray.schemas.model import SchemaError
 
 # "models.py:Invoice", "pkg.models:Invoice", "pkg.models:Outer.Invoice"
 MODEL_SPEC_RE = re.compile(r"(?P<module>.+):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")

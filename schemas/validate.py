@@ -11,8 +11,8 @@ import dataclasses
 import re
 from typing import Any
 
-from schemas.constraints import FORMATS, KEYWORDS as CONSTRAINTS, constraint_problems
-from schemas.merge_rules import RULES as MERGE_RULES
+from pageray.schemas.constraints import FORMATS, KEYWORDS as CONSTRAINTS, constraint_problems
+from pageray.schemas.merge_rules import RULES as MERGE_RULES
 
 MAX_DEPTH = 6
 MAX_FIELDS = 200

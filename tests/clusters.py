@@ -225,14 +225,14 @@ class Cluster:
 
 def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = None,
                timeout: float = 600) -> tuple[subprocess.CompletedProcess, str]:
-    """`ray job submit --working-dir REPO -- python -m jobs.extract ARGS`, waiting for the end;
+    """`ray job submit --working-dir REPO -- python -m pageray.jobs.extract ARGS`, waiting for the end;
     returns the CLI's process and the job's final status as the job server reports it."""
     extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
     deadline = time.monotonic() + 120
     while True:
         job = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
-             *extra, "--", "python", "-m", "jobs.extract", *args],
+             *extra, "--", "python", "-m", "pageray.jobs.extract", *args],
             env=cluster.env, capture_output=True, text=True, timeout=timeout)
         # The job server answers `ray job list` before the head's dashboard agent has
         # registered; until then a submission is refused (no job is created) and Ray's own

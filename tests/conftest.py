@@ -24,14 +24,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from extractors.tiny import build_tiny_model
+    from pageray.extractors.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-idefics2")
 
 
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory) -> Path:
-    from pipeline.samples import write_samples
+    from pageray.pipeline.samples import write_samples
 
     folder = tmp_path_factory.mktemp("samples")
     write_samples(folder)
@@ -46,7 +46,7 @@ def ray_local():
     import ray
 
     from corpus import CRASH_NAME
-    from pipeline.render.isolation import CRASH_HOOK_ENV
+    from pageray.pipeline.render.isolation import CRASH_HOOK_ENV
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pyarrow as pa
 
-from pipeline.config import DEFAULT_MODEL
-from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.ledger.index import Scope
-from pipeline.storage import doc_id_for
-from pipeline.ledger.folder import DATA_DIR, OutputFolder
-from schemas import load_schema
+from pageray.pipeline.config import DEFAULT_MODEL
+from pageray.pipeline.datamodel import output_schema, rows_to_table
+from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.storage import doc_id_for
+from pageray.pipeline.ledger.folder import DATA_DIR, OutputFolder
+from pageray.schemas import load_schema
 
 SCHEMA = output_schema(pa.struct([pa.field("text", pa.string())]))
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

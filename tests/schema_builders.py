@@ -1,5 +1,5 @@
 """Normalized generation schemas in a line each, for the completion and Closer tests."""
-from schemas.patterns import DATE_PATTERN
+from pageray.schemas.patterns import DATE_PATTERN
 
 S = {"type": "string"}
 D = {"type": "string", "pattern": DATE_PATTERN}

@@ -15,11 +15,11 @@ import pytest
 from cheap import SMALL_RENDER
 from outputs import SCOPE, commit
 
-from pipeline import extract, read
-from pipeline.errors import ConfigError
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.records import claim
-from schemas import SchemaError, load_schema
+from pageray.pipeline import extract, read
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import claim
+from pageray.schemas import SchemaError, load_schema
 
 CHEAP = {"max_new_tokens": 16, "batch_size": 2, **SMALL_RENDER}
 
@@ -52,7 +52,7 @@ def test_a_class_that_is_no_schema_is_refused_before_any_work(samples, tmp_path)
 def test_a_class_is_the_same_schema_through_the_file_the_driver_loads():
     from pydantic import BaseModel, Field
 
-    from pipeline.api import _schema_ref
+    from pageray.pipeline.api import _schema_ref
 
     class Slip(BaseModel):
         """A delivery slip."""

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from extractors.batching import AUTO_MAX, CPU_BATCH, fit_batch, page_cost, resolve_batch_size
-from pipeline.bench.models import idefics2_8b_config
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
+from pageray.extractors.batching import AUTO_MAX, CPU_BATCH, fit_batch, page_cost, resolve_batch_size
+from pageray.pipeline.bench.models import idefics2_8b_config
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.errors import ConfigError
 
 GIB = 2 ** 30
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.harness import BenchOptions, bench_command, bench_command_options, format_table
-from pipeline.bench.flops import decode_bytes_per_step, floor_seconds_per_page, page_flops
+from pageray.pipeline.bench.harness import BenchOptions, bench_command, bench_command_options, format_table
+from pageray.pipeline.bench.flops import decode_bytes_per_step, floor_seconds_per_page, page_flops
 
 MODEL_ROWS = ("baseline", "pageray-generate", "pageray", "pageray-unconstrained")
 ROWS = MODEL_ROWS + ("cpu-render", "cpu-preprocess-today", "cpu-preprocess-new", "cpu-stage-today", "cpu-stage-new",
@@ -76,7 +76,7 @@ def test_decode_bytes_and_floor(tiny_config):
 
 
 def test_busy_time_is_the_union_of_kernel_intervals():
-    from pipeline.bench.busy import union_seconds
+    from pageray.pipeline.bench.busy import union_seconds
 
     assert union_seconds([(0.0, 1.0), (0.5, 1.5), (3.0, 4.0), (3.2, 3.4)]) == pytest.approx(2.5)
     assert union_seconds([]) == 0.0
@@ -104,10 +104,10 @@ def test_options_and_table():
 
 
 def test_host_step_drives_both_planners_over_the_real_vocabulary(tiny_model):
-    from extractors.extractor import ExtractFields, ExtractSettings
-    from extractors.loading import ModelSpec
-    from pipeline.bench.hoststep import allowed_tokens, drive, host_step_rows
-    from schemas import load_schema
+    from pageray.extractors.extractor import ExtractFields, ExtractSettings
+    from pageray.extractors.loading import ModelSpec
+    from pageray.pipeline.bench.hoststep import allowed_tokens, drive, host_step_rows
+    from pageray.schemas import load_schema
 
     ex = ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("invoice"), ExtractSettings(batch_size=2))
     grammar = ex.grammar
@@ -123,7 +123,7 @@ def test_host_step_drives_both_planners_over_the_real_vocabulary(tiny_model):
 
 
 def test_saved_pages_are_the_rendered_pixels(tmp_path):
-    from pipeline.bench.pages import load_pages, render_pages, save_pages
+    from pageray.pipeline.bench.pages import load_pages, render_pages, save_pages
 
     pages, _ = render_pages(3)
     assert len(save_pages(pages + pages[:1], tmp_path)) == 3  # a repeated page is saved once
@@ -135,9 +135,9 @@ def test_saved_pages_are_the_rendered_pixels(tmp_path):
 
 
 def test_processor_folder_has_the_real_tokenizer(tmp_path):
-    from extractors.loading import ModelSpec, load_processor
-    from extractors.pixels import check_processor
-    from pipeline.bench.models import idefics2_8b_config, processor_folder
+    from pageray.extractors.loading import ModelSpec, load_processor
+    from pageray.extractors.pixels import check_processor
+    from pageray.pipeline.bench.models import idefics2_8b_config, processor_folder
 
     processor = load_processor(ModelSpec(model=str(processor_folder(tmp_path / "processor"))))
     assert not list((tmp_path / "processor").glob("*.safetensors"))  # a tokenizer, no weights

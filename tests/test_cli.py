@@ -7,10 +7,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.ledger.index import Scope
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.records import claim
+from pageray.pipeline.cli import app
+from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import claim
 
 runner = CliRunner()
 
@@ -104,8 +104,8 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
 
 
 def test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise(capsys):
-    from pipeline.cli import print_summary
-    from pipeline.run import budget_truncated, truncation_note
+    from pageray.pipeline.cli import print_summary
+    from pageray.pipeline.run import budget_truncated, truncation_note
 
     batch = {"status": ["ok", "ok", "generation_timeout", "invalid_output", "render_error"],
              "truncated": [True, False, True, True, None]}
@@ -130,8 +130,8 @@ def test_extract_help_says_the_budget_comes_from_the_schema():
 
 
 def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
-    from pipeline.ledger.heartbeat import Heartbeat
-    from pipeline.ledger.status import run_state
+    from pageray.pipeline.ledger.heartbeat import Heartbeat
+    from pageray.pipeline.ledger.status import run_state
 
     folder = OutputFolder(str(tmp_path))
     record = {"run_id": "r-busy", "state": "running", "pages": 0}
@@ -146,7 +146,7 @@ def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
 
 
 def test_model_tiny_builds_a_checkpoint_the_extract_preflight_accepts(tmp_path):
-    from extractors.loading import ModelSpec, preflight
+    from pageray.extractors.loading import ModelSpec, preflight
 
     result = invoke("model", "tiny", "--out", str(tmp_path / "tiny"))
     assert result.exit_code == 0, result.output
@@ -155,8 +155,8 @@ def test_model_tiny_builds_a_checkpoint_the_extract_preflight_accepts(tmp_path):
 
 
 def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(samples, tmp_path):
-    from pipeline.config import DEFAULT_MODEL
-    from schemas import load_schema
+    from pageray.pipeline.config import DEFAULT_MODEL
+    from pageray.schemas import load_schema
 
     from outputs import commit  # a committed earlier run, made by hand
 

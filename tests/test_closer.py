@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extractors.closer import Closer
-from extractors.completion import literal_for, min_instance, shortest_completion
-from extractors.partial_json import INTEGER, NUMBER
-from schemas import generation_schema, list_builtin, load_schema
+from pageray.extractors.closer import Closer
+from pageray.extractors.completion import literal_for, min_instance, shortest_completion
+from pageray.extractors.partial_json import INTEGER, NUMBER
+from pageray.schemas import generation_schema, list_builtin, load_schema
 
 from schema_builders import B, D, I, N, S, arr, null, obj  # noqa: E402,F401
 

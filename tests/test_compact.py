@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from outputs import OTHER, SCHEMA, SCOPE, commit, document, rows
-from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded
-from pipeline.config import RunConfig
-from pipeline.datamodel import rows_to_table
-from pipeline.ledger.index import load_index
-from pipeline.ledger.plan import make_plan
-from pipeline.ledger.folder import DATA_DIR, OutputFolder
-from pipeline.storage import doc_id_for
+from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.datamodel import rows_to_table
+from pageray.pipeline.ledger.index import load_index
+from pageray.pipeline.ledger.plan import make_plan
+from pageray.pipeline.ledger.folder import DATA_DIR, OutputFolder
+from pageray.pipeline.storage import doc_id_for
 
 
 def plan_for(inbox, out):

@@ -18,7 +18,7 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extractors.completion import literal_for, min_instance, shortest_completion
+from pageray.extractors.completion import literal_for, min_instance, shortest_completion
 
 # ---------------------------------------------------------------- the oracle
 

@@ -11,12 +11,12 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extractors.closer import Closer
-from extractors.completion import max_completion_len, min_instance, shortest_completion
-from extractors.grammar_leaf import leaf_for
+from pageray.extractors.closer import Closer
+from pageray.extractors.completion import max_completion_len, min_instance, shortest_completion
+from pageray.extractors.grammar_leaf import leaf_for
 from grammar_oracle import assert_valid_completion, compiled, next_bytes, xgr_accepts
 from schema_builders import I, S, arr, null, obj
-from schemas.patterns import DATETIME_PATTERN, TIME_PATTERN
+from pageray.schemas.patterns import DATETIME_PATTERN, TIME_PATTERN
 
 CODE = {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"}
 UUID = {"type": "string", "format": "uuid"}

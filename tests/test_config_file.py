@@ -8,10 +8,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import RunConfig
-from pipeline.config_file import load_config_file, resolve_options
-from pipeline.errors import ConfigError
+from pageray.pipeline.cli import app
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.config_file import load_config_file, resolve_options
+from pageray.pipeline.errors import ConfigError
 
 runner = CliRunner()
 

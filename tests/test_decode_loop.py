@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.decoding import ConstrainedBatch
-from extractors.extractor import ExtractFields, ExtractSettings
-from extractors.loading import ModelSpec
-from extractors.pixels import model_crops
-from pipeline.render.pages import RenderLimits, render_document
-from schemas import load_schema
+from pageray.extractors.decoding import ConstrainedBatch
+from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.loading import ModelSpec
+from pageray.extractors.pixels import model_crops
+from pageray.pipeline.render.pages import RenderLimits, render_document
+from pageray.schemas import load_schema
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import duckdb
 from outputs import T0
-from extractors.grounding import ground
-from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.ledger.documents import sync_documents
-from pipeline.ledger.folder import DOCUMENTS_DIR, OutputFolder
-from pipeline.ledger.index import Scope
-from schemas import ExtractionSchema, arrow_type
+from pageray.extractors.grounding import ground
+from pageray.pipeline.datamodel import output_schema, rows_to_table
+from pageray.pipeline.ledger.documents import sync_documents
+from pageray.pipeline.ledger.folder import DOCUMENTS_DIR, OutputFolder
+from pageray.pipeline.ledger.index import Scope
+from pageray.schemas import ExtractionSchema, arrow_type
 
 SCHEMA = ExtractionSchema(name="memo", version="1", description="A memo.", json_schema={
     "type": "object", "properties": {

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 from pytest import approx
 
-from pipeline.evaluation import LabelsError
-from pipeline.evaluation import metrics
-from pipeline.evaluation.labels import read_labels
-from pipeline.evaluation.matching import align, assign, similarity
-from pipeline.evaluation.predictions import resolve
-from pipeline.evaluation.scoring import Scorer, paths
+from pageray.pipeline.evaluation import LabelsError
+from pageray.pipeline.evaluation import metrics
+from pageray.pipeline.evaluation.labels import read_labels
+from pageray.pipeline.evaluation.matching import align, assign, similarity
+from pageray.pipeline.evaluation.predictions import resolve
+from pageray.pipeline.evaluation.scoring import Scorer, paths
 
 D = datetime.date
 LINES = pa.list_(pa.struct([pa.field("what", pa.string()), pa.field("amount", pa.float64())]))

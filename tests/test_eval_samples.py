@@ -13,16 +13,16 @@ from cheap import SMALL_RENDER
 from clusters import BIN
 from pytest import approx
 
-from pipeline.config import DEFAULT_MODEL
-from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.evaluation import LabelsError, evaluate, format_table
-from pipeline.evaluation.labels import read_labels
-from pipeline.evaluation.samples import SCHEMAS, write_labeled_samples
-from pipeline.evaluation.scoring import paths
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.records import claim
-from pipeline.storage import doc_id_for
-from schemas import arrow_type, load_schema
+from pageray.pipeline.config import DEFAULT_MODEL
+from pageray.pipeline.datamodel import output_schema, rows_to_table
+from pageray.pipeline.evaluation import LabelsError, evaluate, format_table
+from pageray.pipeline.evaluation.labels import read_labels
+from pageray.pipeline.evaluation.samples import SCHEMAS, write_labeled_samples
+from pageray.pipeline.evaluation.scoring import paths
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import claim
+from pageray.pipeline.storage import doc_id_for
+from pageray.schemas import arrow_type, load_schema
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -185,7 +185,7 @@ def test_paper_lists_of_strings_and_sources_written_as_paths(tmp_path):
 
 @pytest.mark.slow
 def test_eval_of_a_real_tiny_model_run_on_the_sample_invoices(ray_local, tiny_model, tmp_path):
-    from pipeline import extract
+    from pageray.pipeline import extract
 
     labeled = write_labeled_samples(tmp_path / "samples", ("invoice",))["invoice"]
     out = tmp_path / "out"

@@ -15,17 +15,17 @@ from typer.testing import CliRunner
 
 from corpus import mupdf_pdf
 from outputs import SCHEMA, SCOPE, commit, document
-from pipeline.cli import app
-from pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
-from pipeline.config import RunConfig
-from pipeline.ledger.heartbeat import Heartbeat
-from pipeline.ledger.plan import make_plan
-from pipeline.ledger.folder import DATA_DIR, OutputFolder
-from pipeline.ledger.index import Scope
-from pipeline.ledger.records import check_claim, claim
-from pipeline.storage import doc_id_for
-from pipeline.ledger.commit import CommitPages
-from schemas import load_schema
+from pageray.pipeline.cli import app
+from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.ledger.plan import make_plan
+from pageray.pipeline.ledger.folder import DATA_DIR, OutputFolder
+from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.records import check_claim, claim
+from pageray.pipeline.storage import doc_id_for
+from pageray.pipeline.ledger.commit import CommitPages
+from pageray.schemas import load_schema
 
 
 def plan_for(inputs, out, **options):
@@ -240,11 +240,11 @@ def test_a_change_of_state_is_in_the_run_record_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
-    from extractors.extractor import ExtractFields
-    from pipeline.datamodel import output_schema
-    from pipeline.render.step import RenderPages
-    from pipeline.run import run_extraction
-    from schemas import arrow_type
+    from pageray.extractors.extractor import ExtractFields
+    from pageray.pipeline.datamodel import output_schema
+    from pageray.pipeline.render.step import RenderPages
+    from pageray.pipeline.run import run_extraction
+    from pageray.schemas import arrow_type
 
     inbox, out, away = tmp_path / "in", tmp_path / "out", tmp_path / "away.pdf"
     inbox.mkdir()

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from extractors.extractor import ExtractSettings, ExtractFields
-from extractors.loading import ModelSpec
-from pipeline.datamodel import Status, rows_to_columns
-from pipeline.render.pages import RenderLimits, render_document
-from schemas import generation_schema, load_schema
+from pageray.extractors.extractor import ExtractSettings, ExtractFields
+from pageray.extractors.loading import ModelSpec
+from pageray.pipeline.datamodel import Status, rows_to_columns
+from pageray.pipeline.render.pages import RenderLimits, render_document
+from pageray.schemas import generation_schema, load_schema
 
 
 def page_batch(samples, names, run_id="r1"):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from pipeline.datamodel import Status
-from pipeline.render.isolation import IsolatedRenderer
-from pipeline.render.pages import RenderLimits
+from pageray.pipeline.datamodel import Status
+from pageray.pipeline.render.isolation import IsolatedRenderer
+from pageray.pipeline.render.pages import RenderLimits
 from processes import render_children
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the renderer's limits are Linux behaviour")

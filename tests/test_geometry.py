@@ -1,4 +1,4 @@
-"""pipeline.render.geometry: page and image sizes in, pixel sizes out, within both limits."""
+"""pageray.pipeline.render.geometry: page and image sizes in, pixel sizes out, within both limits."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.render.geometry import (MAX_MODEL_ASPECT, MIN_MODEL_SIDE_PX, fit_image, image_scale, model_canvas, pixel_size,
+from pageray.pipeline.render.geometry import (MAX_MODEL_ASPECT, MIN_MODEL_SIDE_PX, fit_image, image_scale, model_canvas, pixel_size,
                                render_scale)
 
 EDGE = 1960

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from extractors.grounding import dates_in, ground, normalize, numbers_in, PageText
+from pageray.extractors.grounding import dates_in, ground, normalize, numbers_in, PageText
 from schema_builders import I, N, S, arr, obj
 
 PAGE = """ACME GmbH – Rechnung Nr. RE-2024/117

@@ -18,12 +18,12 @@ import jsonschema
 import pymupdf
 import pytest
 from corpus import CLAIMED_PAGES, CRASH_NAME, build_corpus, corpus_files, mupdf_pdf
-from extractors.extractor import ExtractSettings, ExtractFields
-from extractors.loading import ModelSpec
-from pipeline.datamodel import Status, rows_to_columns
-from pipeline.render.isolation import IsolatedRenderer
-from pipeline.render.pages import RenderLimits, render_document
-from schemas import generation_schema, load_schema
+from pageray.extractors.extractor import ExtractSettings, ExtractFields
+from pageray.extractors.loading import ModelSpec
+from pageray.pipeline.datamodel import Status, rows_to_columns
+from pageray.pipeline.render.isolation import IsolatedRenderer
+from pageray.pipeline.render.pages import RenderLimits, render_document
+from pageray.schemas import generation_schema, load_schema
 
 
 GIB = 1024**3
@@ -50,9 +50,9 @@ def page_batch(pages: list[tuple[str, dict]]) -> dict[str, list]:
 
 @pytest.mark.slow
 def test_broken_corpus_runs_to_the_end_with_a_row_per_file(ray_local, tiny_model, tmp_path):
-    from pipeline.config import RunConfig
-    from pipeline.run import run_extraction
-    from pipeline.storage import DOCUMENT_SUFFIXES
+    from pageray.pipeline.config import RunConfig
+    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.storage import DOCUMENT_SUFFIXES
 
     folder = tmp_path / "in"
     expected = {name: status for name, status in build_corpus(folder).items()

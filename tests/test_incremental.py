@@ -9,8 +9,8 @@ import duckdb
 import pytest
 from cheap import SMALL_RENDER
 
-from pipeline.config import RunConfig
-from pipeline.run import run_extraction
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.run import run_extraction
 
 pytestmark = pytest.mark.slow
 

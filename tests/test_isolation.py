@@ -1,4 +1,4 @@
-"""pipeline.render.isolation: what a document does in its render child stays there. No Ray; Linux only.
+"""pageray.pipeline.render.isolation: what a document does in its render child stays there. No Ray; Linux only.
 
 The slow documents here are real PDFs, not hooks: Form XObjects that each draw the next ten
 times, so a 1 KB file asks MuPDF for 10**9 fills (about seven minutes of CPU).
@@ -20,9 +20,9 @@ import pymupdf
 import pytest
 from corpus import huge_image, raw_pdf, stream
 from processes import render_children, wait_until
-from pipeline.datamodel import Status
-from pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
-from pipeline.render.pages import RenderLimits
+from pageray.pipeline.datamodel import Status
+from pageray.pipeline.render.isolation import CRASH_HOOK_ENV, IsolatedRenderer
+from pageray.pipeline.render.pages import RenderLimits
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="rlimits and /proc are Linux behaviour")
 
@@ -204,8 +204,8 @@ def test_child_neither_reruns_the_main_script_nor_prints_mupdf_errors(tmp_path):
         with open({str(marker)!r}, "a") as f:
             f.write("imported\\n")
         from corpus import nested_forms
-        from pipeline.render.isolation import IsolatedRenderer
-        from pipeline.render.pages import RenderLimits, render_document
+        from pageray.pipeline.render.isolation import IsolatedRenderer
+        from pageray.pipeline.render.pages import RenderLimits, render_document
 
         if __name__ == "__main__":
             data = nested_forms(200)  # MuPDF: "exception stack overflow"

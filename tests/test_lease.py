@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 
 from corpus import mupdf_pdf
 from processes import wait_until
-from pipeline.cli import app
-from pipeline.errors import OutputBusy, StorageError
-from pipeline.ledger import lease as lease_module
-from pipeline.ledger.folder import LEASE_DIR, OutputFolder
-from pipeline.ledger.heartbeat import Heartbeat
-from pipeline.ledger.lease import Lease
+from pageray.pipeline.cli import app
+from pageray.pipeline.errors import OutputBusy, StorageError
+from pageray.pipeline.ledger import lease as lease_module
+from pageray.pipeline.ledger.folder import LEASE_DIR, OutputFolder
+from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.ledger.lease import Lease
 
 PAGERAY = str(Path(sys.executable).parent / "pageray")
 
@@ -171,7 +171,7 @@ def test_two_runs_of_one_command_on_an_s3_output(s3_bucket, tiny_model, tmp_path
 
 def test_a_killed_driver_on_this_host_does_not_hold_the_folder_for_the_timeout(tmp_path):
     out = str(tmp_path / "out")
-    code = ("import sys; from pipeline.ledger.folder import OutputFolder; from pipeline.ledger.lease import Lease; "
+    code = ("import sys; from pageray.pipeline.ledger.folder import OutputFolder; from pageray.pipeline.ledger.lease import Lease; "
             f"Lease(OutputFolder({out!r}), 'killed').acquire(); print('held', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

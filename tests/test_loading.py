@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from extractors.loading import ModelSpec, load_model, preflight
-from extractors.tiny import is_tiny_checkpoint
-from pipeline.errors import ModelLoadError
+from pageray.extractors.loading import ModelSpec, load_model, preflight
+from pageray.extractors.tiny import is_tiny_checkpoint
+from pageray.pipeline.errors import ModelLoadError
 
 
 def test_tiny_checkpoint_loads_through_the_real_path(tiny_model):

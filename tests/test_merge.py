@@ -10,13 +10,13 @@ import pytest
 from clusters import BIN
 import pyarrow as pa
 from outputs import OTHER, T0, commit, document, rows
-from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.errors import OutputBusy
-from pipeline.ledger import merge
-from pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, OutputFolder
-from pipeline.ledger.lease import Lease
-from pipeline.ledger.merge import Part, compact, merge_small_files, plan_bins, recover
-from pipeline.storage import doc_id_for
+from pageray.pipeline.datamodel import output_schema, rows_to_table
+from pageray.pipeline.errors import OutputBusy
+from pageray.pipeline.ledger import merge
+from pageray.pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, OutputFolder
+from pageray.pipeline.ledger.lease import Lease
+from pageray.pipeline.ledger.merge import Part, compact, merge_small_files, plan_bins, recover
+from pageray.pipeline.storage import doc_id_for
 
 
 def test_plan_bins_groups_small_files_of_one_schema_within_the_target():

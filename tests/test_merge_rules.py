@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from schema_builders import N, S, arr, obj
-from schemas.merge_rules import PageValue, merge_pages
+from pageray.schemas.merge_rules import PageValue, merge_pages
 
 INVOICE = obj(title={**S, "merge": "first"}, vendor=obj(name=S, vat=S), total={**N, "merge": "last"},
               currency=S, items=arr(obj(name=S, amount=N)))

@@ -16,16 +16,16 @@ from PIL import Image
 
 from cheap import SMALL_RENDER
 from corpus import mupdf_pdf
-from extractors import bundle
-from extractors.extractor import ExtractFields, ExtractSettings
-from extractors.loading import ModelSpec
-from extractors.multi_image import METHOD
-from extractors.prompts import image_tokens_per_page, multi_image_page_limit
-from pipeline.datamodel import Status, document_schema
-from pipeline.ledger.documents import document_row
-from pipeline.render.pages import RenderLimits, iter_render
-from pipeline.render.step import RenderPages
-from schemas import arrow_type, build_prompt, generation_schema, load_schema
+from pageray.extractors import bundle
+from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.loading import ModelSpec
+from pageray.extractors.multi_image import METHOD
+from pageray.extractors.prompts import image_tokens_per_page, multi_image_page_limit
+from pageray.pipeline.datamodel import Status, document_schema
+from pageray.pipeline.ledger.documents import document_row
+from pageray.pipeline.render.pages import RenderLimits, iter_render
+from pageray.pipeline.render.step import RenderPages
+from pageray.schemas import arrow_type, build_prompt, generation_schema, load_schema
 
 INVOICE = load_schema("invoice")
 LIMITS = RenderLimits(**SMALL_RENDER)
@@ -145,8 +145,8 @@ def test_a_bundle_is_read_in_one_prompt_and_leaves_as_its_page_rows(extractor, p
 @pytest.mark.slow
 def test_a_multi_image_run_writes_one_row_per_document_and_a_resubmit_writes_none(ray_local, pdfs, tiny_model,
                                                                                   tmp_path):
-    from pipeline.config import RunConfig
-    from pipeline.run import run_extraction
+    from pageray.pipeline.config import RunConfig
+    from pageray.pipeline.run import run_extraction
 
     out = tmp_path / "out"
     config = dict(inputs=[str(pdfs)], out=str(out), schema_ref="invoice", model=str(tiny_model), max_new_tokens=16,

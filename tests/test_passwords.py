@@ -9,16 +9,16 @@ import pytest
 from corpus import locked_pdf as locked
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
-from pipeline.render import pages as render_pages
-from pipeline.render.isolation import IsolatedRenderer
-from pipeline.render.pages import RenderLimits, iter_render
-from pipeline.render.passwords import (Candidates, PasswordBook, PasswordFileError, candidates,
+from pageray.pipeline.cli import app
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.render import pages as render_pages
+from pageray.pipeline.render.isolation import IsolatedRenderer
+from pageray.pipeline.render.pages import RenderLimits, iter_render
+from pageray.pipeline.render.passwords import (Candidates, PasswordBook, PasswordFileError, candidates,
                                        load_password_file)
-from pipeline.render.saslprep import SASLprepError, saslprep
-from pipeline.render.step import RenderPages
+from pageray.pipeline.render.saslprep import SASLprepError, saslprep
+from pageray.pipeline.render.step import RenderPages
 
 SMALL = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128)
 REALWORLD = Path(__file__).parent / "data" / "realworld"

@@ -12,8 +12,8 @@ from cheap import SMALL_RENDER_FLAGS
 from corpus import locked_pdf, mupdf_pdf
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.render.saslprep import saslprep
+from pageray.pipeline.cli import app
+from pageray.pipeline.render.saslprep import saslprep
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import duckdb
 import pytest
 
 from cheap import SMALL_RENDER
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
-from pipeline.run import run_extraction
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.run import run_extraction
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_real_world_pdfs_run_to_completion(ray_local, tiny_model, tmp_path):
 
 
 def test_the_readme_demo_runs_and_can_run_again(ray_local, tmp_path):
-    from pipeline.demo import run_demo
+    from pageray.pipeline.demo import run_demo
 
     lines: list[str] = []
     record = run_demo(tmp_path / "demo", echo=lines.append)

@@ -15,8 +15,8 @@ from transformers.models.idefics2.image_processing_pil_idefics2 import (
     get_resize_output_image_size,
 )
 
-from extractors.loading import PROCESSOR_SIZE
-from extractors.pixels import (
+from pageray.extractors.loading import PROCESSOR_SIZE
+from pageray.extractors.pixels import (
     PreparePixels,
     check_processor,
     model_crops,
@@ -26,10 +26,10 @@ from extractors.pixels import (
     resize_output_size,
     unpack_crops,
 )
-from pipeline.errors import ModelLoadError
-from pipeline.render.geometry import model_canvas
-from pipeline.render.pages import RenderLimits, render_document
-from pipeline.samples import SAMPLES
+from pageray.pipeline.errors import ModelLoadError
+from pageray.pipeline.render.geometry import model_canvas
+from pageray.pipeline.render.pages import RenderLimits, render_document
+from pageray.pipeline.samples import SAMPLES
 
 
 def _pdf(width: float, height: float) -> bytes:
@@ -113,7 +113,7 @@ def test_crops_normalized_equal_the_processor(pages, name, split):
 
 
 def test_normalize_chunks_like_one_pass(monkeypatch):
-    import extractors.pixels as pixels
+    import pageray.extractors.pixels as pixels
 
     x = torch.from_numpy(np.stack([_synthetic(40, 30)] * 5))
     whole = normalize(x, 1 / 255, (0.5, 0.4, 0.3), (0.2, 0.3, 0.5))

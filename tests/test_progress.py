@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cheap import SMALL_RENDER_FLAGS
-from pipeline.cli import app
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.heartbeat import Heartbeat
-from pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, duration,
+from pageray.pipeline.cli import app
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, duration,
                                eta_seconds, plain_line, progress_interval)
 
 BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
@@ -150,8 +150,8 @@ def test_the_heartbeat_writes_the_progress_and_status_shows_it(tmp_path):
 def test_verbose_is_a_logging_switch_and_not_part_of_the_run(monkeypatch):
     import logging
 
-    from pipeline.config import RunConfig
-    from pipeline.ray_logs import VERBOSE_ENV, init_options
+    from pageray.pipeline.config import RunConfig
+    from pageray.pipeline.ray_logs import VERBOSE_ENV, init_options
 
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
     assert init_options() == {"log_to_driver": False, "logging_level": logging.ERROR}

@@ -1,4 +1,4 @@
-"""pipeline.render.pages: documents in, one row per page out, whatever the input looks like."""
+"""pageray.pipeline.render.pages: documents in, one row per page out, whatever the input looks like."""
 from __future__ import annotations
 
 import time
@@ -9,9 +9,9 @@ import numpy as np
 import pymupdf
 import pytest
 from corpus import CLAIMED_PAGES, broken_middle_page, build_corpus
-from pipeline.datamodel import PAGE_COLUMNS, Status
-from pipeline.render.geometry import pixel_size, render_scale
-from pipeline.render.pages import RenderLimits, detect_format, iter_render, render_document
+from pageray.pipeline.datamodel import PAGE_COLUMNS, Status
+from pageray.pipeline.render.geometry import pixel_size, render_scale
+from pageray.pipeline.render.pages import RenderLimits, detect_format, iter_render, render_document
 
 DEFAULTS = RenderLimits()
 # Small renders for sweeps: what is under test there is the status, not the pixels.

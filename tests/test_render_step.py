@@ -6,8 +6,8 @@ from collections import Counter
 
 from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf
 
-from pipeline.render.pages import RenderLimits, iter_render
-from pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderPages
+from pageray.pipeline.render.pages import RenderLimits, iter_render
+from pageray.pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderPages
 
 LIMITS = RenderLimits(longest_edge_px=128, max_page_pixels=128 * 128, max_pages_per_doc=3)
 
@@ -97,7 +97,7 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
 def test_with_split_pages_leave_as_the_models_crops(tmp_path):
     import numpy as np
 
-    from extractors.pixels import model_crops, unpack_crops
+    from pageray.extractors.pixels import model_crops, unpack_crops
 
     pdf = tmp_path / "two.pdf"
     pdf.write_bytes(mupdf_pdf(2))

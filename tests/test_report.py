@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.datamodel import output_schema, rows_to_table
-from pipeline.errors import ConfigError
-from pipeline.ledger.folder import OutputFolder
-from pipeline.report import data, write_report
-from pipeline.report.fields import field_of, field_stats
-from pipeline.report.html import table
-from schemas import arrow_type, load_schema
+from pageray.pipeline.cli import app
+from pageray.pipeline.datamodel import output_schema, rows_to_table
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.report import data, write_report
+from pageray.pipeline.report.fields import field_of, field_stats
+from pageray.pipeline.report.html import table
+from pageray.schemas import arrow_type, load_schema
 
 T0 = pd.Timestamp("2026-03-01T10:00:00", tz="UTC")
 RUN = "20260301T100000Z-abc123"

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 import xgrammar
 
-from schemas import (ExtractionSchema, SchemaError, arrow_type, build_prompt, generation_schema,
+from pageray.schemas import (ExtractionSchema, SchemaError, arrow_type, build_prompt, generation_schema,
                      list_builtin, load_schema, schema_summary)
-from schemas.patterns import DATE_PATTERN
+from pageray.schemas.patterns import DATE_PATTERN
 
 BUILTINS = ["form", "invoice", "paper", "receipt", "table", "transcribe"]
 

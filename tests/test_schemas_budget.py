@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
-from schemas import ExtractionSchema, SchemaError, list_builtin, load_schema
-from schemas.budget import (DERIVED_MAX, DERIVED_MIN, MAX_TOKENS, MIN_TOKENS, ROUND_TO,
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.errors import ConfigError
+from pageray.schemas import ExtractionSchema, SchemaError, list_builtin, load_schema
+from pageray.schemas.budget import (DERIVED_MAX, DERIVED_MIN, MAX_TOKENS, MIN_TOKENS, ROUND_TO,
                             derived_budget, effective_budget)
 
 

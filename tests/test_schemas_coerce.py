@@ -8,7 +8,7 @@ import datetime
 import pyarrow as pa
 import pytest
 
-from schemas import ExtractionSchema, arrow_type, coerce, load_schema
+from pageray.schemas import ExtractionSchema, arrow_type, coerce, load_schema
 
 
 def make(properties: dict) -> ExtractionSchema:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from extractors.completion import min_instance
-from schemas import ExtractionSchema, SchemaError, arrow_type, build_prompt, generation_schema, \
+from pageray.extractors.completion import min_instance
+from pageray.schemas import ExtractionSchema, SchemaError, arrow_type, build_prompt, generation_schema, \
     load_schema
-from schemas.generation import validation_schema
-from schemas.patterns import DATE_PATTERN
+from pageray.schemas.generation import validation_schema
+from pageray.schemas.patterns import DATE_PATTERN
 
 MODELS_PY = '''
 import datetime

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from schemas import SchemaError, list_builtin, load_schema
+from pageray.schemas import SchemaError, list_builtin, load_schema
 
 
 def field(type_="string", **kw) -> dict:

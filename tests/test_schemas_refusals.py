@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import ExtractionSchema, SchemaError, build_prompt, generation_schema, schema_summary
+from pageray.schemas import ExtractionSchema, SchemaError, build_prompt, generation_schema, schema_summary
 
 
 def field(type_="string", **kw) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import xgrammar
 from hypothesis import HealthCheck, given, settings
 
-from schemas import arrow_type, coerce, generation_schema, list_builtin, load_schema
+from pageray.schemas import arrow_type, coerce, generation_schema, list_builtin, load_schema
 
 SETTINGS = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline.errors import StorageError
-from pipeline.storage import SKIP_REASONS, iter_documents
+from pageray.pipeline.errors import StorageError
+from pageray.pipeline.storage import SKIP_REASONS, iter_documents
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks, FIFOs and byte file names")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.bench.harness import BenchOptions, bench_command
+from pageray.pipeline.bench.harness import BenchOptions, bench_command
 
 EXAMPLES = """examples:
   {prog} --model tiny --pages 4 --new-tokens 8               # CPU smoke run
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None, prog: str = "bench_extract.py") -> int:
         import torch
 
         torch.set_num_threads(threads)
-    from pipeline.errors import FatalError
+    from pageray.pipeline.errors import FatalError
 
     try:
         bench_command(**args)

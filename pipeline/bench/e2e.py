@@ -3,7 +3,7 @@ the bundled sample documents, on a local Ray started here, with a model folder (
 CPU). Natural output lengths (rows stop when their JSON closes), unlike the fixed-length rows.
 
 Only APIs that predate issue 9 are used (RunConfig.build, run_extraction, write_samples), so the
-same function measures an older checkout too (`python -m pipeline.bench.e2e MODEL [copies]` with
+same function measures an older checkout too (`python -m pageray.pipeline.bench.e2e MODEL [copies]` with
 this file copied in): docs/BENCHMARKS.md says how "before" was taken.
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ def e2e_row(model: str, schema: str = "invoice", batch_size: int = 4, max_new_to
     down after it. Wall time covers planning, the actors' model load, render, extract, commit."""
     import ray
 
-    from pipeline.config import RunConfig
-    from pipeline.run import run_extraction
-    from pipeline.samples import write_samples
+    from pageray.pipeline.config import RunConfig
+    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.samples import write_samples
 
     with tempfile.TemporaryDirectory(prefix="pageray-bench-e2e-") as tmp:
         inputs = [Path(tmp) / f"copy{k}" for k in range(copies)]
@@ -53,7 +53,7 @@ def e2e_row(model: str, schema: str = "invoice", batch_size: int = 4, max_new_to
                     f"rows {dict(sorted(counts.items()))}; wall includes the actors' model load"}
 
 
-if __name__ == "__main__":  # python -m pipeline.bench.e2e MODEL_FOLDER [copies]: one row, as JSON
+if __name__ == "__main__":  # python -m pageray.pipeline.bench.e2e MODEL_FOLDER [copies]: one row, as JSON
     import json
     import sys
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from pipeline.bench.flops import floor_seconds_per_page, measure_device, page_flops
-from pipeline.bench.hoststep import BATCHES, host_step_rows
-from pipeline.bench.models import build_bench_model, check_request, pageray_attention, set_attention
-from pipeline.bench.pages import (cpu_stage_rows, load_documents, load_pages, prepare_pages, render_pages,
+from pageray.pipeline.bench.flops import floor_seconds_per_page, measure_device, page_flops
+from pageray.pipeline.bench.hoststep import BATCHES, host_step_rows
+from pageray.pipeline.bench.models import build_bench_model, check_request, pageray_attention, set_attention
+from pageray.pipeline.bench.pages import (cpu_stage_rows, load_documents, load_pages, prepare_pages, render_pages,
                                   time_processor)
-from pipeline.bench.report import format_table, summary, write_json
-from pipeline.bench.runs import (make_extractor, measure, run_baseline, run_generate, run_pageray,
+from pageray.pipeline.bench.report import format_table, summary, write_json
+from pageray.pipeline.bench.runs import (make_extractor, measure, run_baseline, run_generate, run_pageray,
                                  staging_ms_per_page)
 
 __all__ = ["BenchOptions", "bench_command", "bench_command_options", "format_table", "run_bench", "summary"]
@@ -105,7 +105,7 @@ def _model_row(name: str, stats: dict, n: int, opts: BenchOptions, device: str, 
 
 def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None] = _log, bench=None) -> list[dict]:
     """Measure everything once and return the rows; `bench` (models.BenchModel) reuses a loaded model."""
-    from schemas import load_schema
+    from pageray.schemas import load_schema
 
     opts, schema = options, load_schema(options.schema)
     check_request(opts.model, opts.device)
@@ -182,7 +182,7 @@ def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None]
 
 
 def _e2e(bench, opts: BenchOptions, log) -> dict:
-    from pipeline.bench.e2e import e2e_row
+    from pageray.pipeline.bench.e2e import e2e_row
 
     if bench.folder is None:
         raise ValueError(f"--e2e needs a model folder the Ray actors can load; {opts.model!r} is built in memory")

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.datamodel import Status, rows_to_columns
+from pageray.pipeline.datamodel import Status, rows_to_columns
 
 # Letter and A4 only: the receipt is neither, and the corrupt / encrypted samples give no page.
 BENCH_DOCUMENTS = ("invoice.pdf", "paper_first_page.pdf", "rotated_table.pdf",
@@ -24,7 +24,7 @@ INDEX = "pages.json"
 
 
 def load_documents() -> list[tuple[str, bytes]]:
-    from pipeline.samples import write_samples
+    from pageray.pipeline.samples import write_samples
 
     with tempfile.TemporaryDirectory(prefix="pageray-bench-") as tmp:
         paths = {p.name: p for p in write_samples(Path(tmp))}
@@ -44,7 +44,7 @@ def render_pages(n: int, documents: list[tuple[str, bytes]] | None = None) -> tu
     """Render whole documents, cycling through them, until `n` pages are ok. Only the first
     page of each distinct (document, page) is kept; the rest are the same pixels and are
     referenced again, so 64 pages cost 6 page images of memory. Returns (pages, timing)."""
-    from pipeline.render.pages import RenderLimits, iter_render
+    from pageray.pipeline.render.pages import RenderLimits, iter_render
 
     documents = documents or load_documents()
     limits, kept, pages = RenderLimits(), {}, []
@@ -134,7 +134,7 @@ def time_processor(processor, prompt: str, pages: list[dict], batch_size: int) -
 def prepare_pages(pages: list[dict], split: bool) -> tuple[list[dict], dict]:
     """The new CPU preprocessing (`PreparePixels.page`, as the render step runs it), over every
     page, timed. Returns the prepared rows (a repeated page object gives the same prepared row)."""
-    from extractors.pixels import PreparePixels
+    from pageray.extractors.pixels import PreparePixels
 
     prepare = PreparePixels(split)
     prepare.page(pages[0])  # warm-up

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.bench.harness import BenchOptions
+    from pageray.pipeline.bench.harness import BenchOptions
 
 
 def summary(rows: list[dict]) -> dict:

@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 
-from extractors.decoding import ConstrainedBatch
-from extractors.extractor import ExtractFields, ExtractSettings
-from extractors.vision import CROPS_PER_CALL
-from pipeline.bench.busy import UtilizationSampler, profiled_busy
-from pipeline.bench.pages import page_batch, pil_image, processor_inputs
+from pageray.extractors.decoding import ConstrainedBatch
+from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.vision import CROPS_PER_CALL
+from pageray.pipeline.bench.busy import UtilizationSampler, profiled_busy
+from pageray.pipeline.bench.pages import page_batch, pil_image, processor_inputs
 
 
 def sync(device: str) -> None:
@@ -38,7 +38,7 @@ def sync(device: str) -> None:
 
 def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> ExtractFields:
     """pageray's ExtractFields around the already loaded model; its budget is `new_tokens`."""
-    from extractors.loading import ModelSpec
+    from pageray.extractors.loading import ModelSpec
 
     settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
     return ExtractFields(ModelSpec(model=bench.label), schema, settings,

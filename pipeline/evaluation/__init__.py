@@ -6,11 +6,11 @@ how good the fields are; that needs a labels format (labels), a way to find each
 and their definitions (scoring), the entry point and its table (report), and a labeled sample
 set whose labels are right by construction, for the tests and for trying the command (samples).
 
-    from pipeline.evaluation import evaluate, format_table
+    from pageray.pipeline.evaluation import evaluate, format_table
     scores = evaluate("labels.jsonl", "out/")
     print(format_table(scores))
 """
-from pipeline.evaluation.labels import LabelsError
-from pipeline.evaluation.report import evaluate, format_table
+from pageray.pipeline.evaluation.labels import LabelsError
+from pageray.pipeline.evaluation.report import evaluate, format_table
 
 __all__ = ["LabelsError", "evaluate", "format_table"]

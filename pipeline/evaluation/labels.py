@@ -24,8 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.errors import ConfigError
-from pipeline.evaluation.metrics import kind_of, to_datetime, to_time
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.evaluation.metrics import kind_of, to_datetime, to_time
 
 KEYS = ("source", "page_index", "fields")
 EXAMPLE = '{"source": "invoice-001.pdf", "page_index": 0, "fields": {"total": 12.5}}'
@@ -65,7 +65,7 @@ def read_labels(path: str | os.PathLike, fields_type: pa.StructType) -> list[Lab
 
 def _read_text(name: str) -> str:
     if "://" in name and not name.startswith("file://"):
-        from pipeline.storage import read_bytes
+        from pageray.pipeline.storage import read_bytes
 
         try:
             data = read_bytes(name, 1 << 30)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-from pipeline.evaluation.metrics import kind_of, similarity as leaf_similarity
+from pageray.pipeline.evaluation.metrics import kind_of, similarity as leaf_similarity
 
 LARGE = 40_000  # cells of the cost matrix (200 x 200 items) above which SciPy is used if present
 _TIE = 1e-9  # per position of distance from printed order: far below any real similarity gap

@@ -26,7 +26,7 @@ from typing import Sequence
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from pipeline.evaluation.labels import Label, LabelsError
+from pageray.pipeline.evaluation.labels import Label, LabelsError
 
 COLUMNS = ("source_uri", "page_index", "status", "fields", "created_at")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pipeline.evaluation.labels import read_labels
-from pipeline.evaluation.predictions import predictions
-from pipeline.evaluation.scoring import Scorer
+from pageray.pipeline.evaluation.labels import read_labels
+from pageray.pipeline.evaluation.predictions import predictions
+from pageray.pipeline.evaluation.scoring import Scorer
 
 
 def evaluate(labels_path: str | os.PathLike, out: str | os.PathLike, *, schema: Any = None) -> dict:
@@ -27,8 +27,8 @@ def evaluate(labels_path: str | os.PathLike, out: str | os.PathLike, *, schema: 
     {"schema", "labels", "out", "pages", "matched_pages", "ok_pages", "missing", "not_ok",
     "fields", "micro", "overall", "json_accuracy", "per_page"} (scoring's docstring defines
     them); every value is JSON (floats, ints, strings, null)."""
-    from pipeline.api import read
-    from pipeline.ledger.folder import OutputFolder
+    from pageray.pipeline.api import read
+    from pageray.pipeline.ledger.folder import OutputFolder
 
     labels_name, out_name = os.fspath(labels_path), os.fspath(out)
     dataset = read(out_name, as_="arrow", schema=schema)  # refuses what is no output folder
@@ -38,7 +38,7 @@ def evaluate(labels_path: str | os.PathLike, out: str | os.PathLike, *, schema: 
         manifest = OutputFolder(out_name).manifest() or {}
         named = {"name": manifest.get("schema_name"), "id": manifest.get("schema_id")}
     else:
-        from schemas import ExtractionSchema, load_schema
+        from pageray.schemas import ExtractionSchema, load_schema
 
         resolved = schema if isinstance(schema, ExtractionSchema) else load_schema(
             os.fspath(schema) if isinstance(schema, os.PathLike) else schema)

@@ -46,9 +46,9 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline.evaluation import metrics
-from pipeline.evaluation.matching import align, similarity
-from pipeline.evaluation.metrics import kind_of
+from pageray.pipeline.evaluation import metrics
+from pageray.pipeline.evaluation.matching import align, similarity
+from pageray.pipeline.evaluation.metrics import kind_of
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.folder import OutputFolder
 
 # page_count: the driver's progress counts a document done once all its pages came (pipeline.progress)
 SUMMARY_COLUMNS = ("doc_id", "source_uri", "page_index", "page_count", "status", "valid", "truncated", "output_tokens",

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.ledger.folder import OutputFolder, part_run_id
-from pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.folder import OutputFolder, part_run_id
+from pageray.pipeline.ledger.index import Scope
 
 KEY_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "run_id"]
 # which rows of one part file go: (the file, its whole table, which rows are ours and of the docs)

@@ -30,13 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from extractors.grounding import PageText, ground, grounded_at
-from extractors.multi_image import METHOD as MULTI_IMAGE
-from pipeline.datamodel import Status, document_schema, output_schema
-from pipeline.ledger.folder import OutputFolder, part_name
-from pipeline.ledger.index import Scope
-from schemas import ExtractionSchema, arrow_type
-from schemas.merge_rules import PageValue, merge_pages
+from pageray.extractors.grounding import PageText, ground, grounded_at
+from pageray.extractors.multi_image import METHOD as MULTI_IMAGE
+from pageray.pipeline.datamodel import Status, document_schema, output_schema
+from pageray.pipeline.ledger.folder import OutputFolder, part_name
+from pageray.pipeline.ledger.index import Scope
+from pageray.schemas import ExtractionSchema, arrow_type
+from pageray.schemas.merge_rules import PageValue, merge_pages
 
 DOCS_PER_FILE = 20_000
 _USABLE = (Status.OK.value, Status.GENERATION_TIMEOUT.value)

@@ -28,8 +28,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import StorageError
-from pipeline.storage import filesystem, is_remote, join
+from pageray.pipeline.errors import StorageError
+from pageray.pipeline.storage import filesystem, is_remote, join
 
 DATA_DIR = "data"
 RUNS_DIR = "_runs"
@@ -161,7 +161,7 @@ class OutputFolder:
         if is_remote(self.uri):
             from botocore.exceptions import ClientError
 
-            from pipeline.storage import s3_client
+            from pageray.pipeline.storage import s3_client
 
             bucket, _, key = path.partition("/")
             try:

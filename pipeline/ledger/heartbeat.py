@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from pipeline.errors import StorageError
-from pipeline.ledger.folder import OutputFolder
-from pipeline.progress import progress_interval
+from pageray.pipeline.errors import StorageError
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.progress import progress_interval
 
 BEAT_S = 10.0  # pipeline.ledger.status.STALE_AFTER_S allows many missed beats
 

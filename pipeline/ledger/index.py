@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.datamodel import output_schema
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.retry import RetryPolicy
+from pageray.pipeline.datamodel import output_schema
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.retry import RetryPolicy
 
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
 # what the index reads of every part file (an empty part file, or one without some column,
@@ -37,7 +37,7 @@ class Scope:
     @classmethod
     def of(cls, schema_id: str, model: str, manifest: dict | None) -> "Scope":
         """The scope of a run with this (canonical) model in a folder made with `manifest`."""
-        from pipeline.config import canonical_model
+        from pageray.pipeline.config import canonical_model
 
         made = (manifest or {}).get("model")
         same = made and made != model and canonical_model(made) == model

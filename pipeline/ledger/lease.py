@@ -22,8 +22,8 @@ from typing import Callable
 
 import pyarrow.fs as pafs
 
-from pipeline.errors import OutputBusy, StorageError
-from pipeline.ledger.folder import LEASE_DIR, OutputFolder, utc_now
+from pageray.pipeline.errors import OutputBusy, StorageError
+from pageray.pipeline.ledger.folder import LEASE_DIR, OutputFolder, utc_now
 
 # A heartbeat rewrites the lease every pipeline.ledger.heartbeat.BEAT_S (10 s): 12 missed beats.
 LEASE_TIMEOUT_S = 120.0

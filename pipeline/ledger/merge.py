@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, OutputFolder, part_name, utc_now
+from pageray.pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, OutputFolder, part_name, utc_now
 
 TARGET_BYTES = 128 * 2**20
 TARGET_ROWS = 100_000
@@ -122,9 +122,9 @@ def compact(uri: str, *, wait: bool = False, target_bytes: int = TARGET_BYTES,
             target_rows: int = TARGET_ROWS, log: Callable[[str], None] = print) -> dict[str, int]:
     """`pageray compact OUT`: take the output's lease (refused, or waited for, while a run holds
     it), finish interrupted merges, merge the small files, give the lease back."""
-    from pipeline.config import new_run_id
-    from pipeline.errors import StorageError
-    from pipeline.ledger.lease import Lease
+    from pageray.pipeline.config import new_run_id
+    from pageray.pipeline.errors import StorageError
+    from pageray.pipeline.ledger.lease import Lease
 
     folder = OutputFolder(uri)
     if folder.manifest() is None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipeline.config import RunConfig
-from pipeline.ledger.index import DocVersion, Scope, load_index
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.records import check_claim
-from pipeline.storage import DocRef, iter_documents, log_skip, printable_path
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.ledger.index import DocVersion, Scope, load_index
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import check_claim
+from pageray.pipeline.storage import DocRef, iter_documents, log_skip, printable_path
 
 SHARD_DOCS = 50_000
 # Documents per plan block: what one render call takes (its pages then travel in Ray blocks of
@@ -141,7 +141,7 @@ def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: s
             **options) -> dict:
     """What `pageray extract` with these options would do, written nowhere. Without a schema or
     model, those the output folder was made with; a refusal is the one extract would give."""
-    from pipeline.config import DEFAULT_MODEL
+    from pageray.pipeline.config import DEFAULT_MODEL
 
     made = OutputFolder(out).manifest() or {}
     # the placeholder schema only names the run; the rows counted are those of schema_id below

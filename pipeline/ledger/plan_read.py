@@ -12,7 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.folder import OutputFolder
 
 # More blocks than this cost the driver more in object references than they give in balance: past
 # it, a block takes several consecutive row groups.

@@ -11,8 +11,8 @@ import enum
 import platform
 from importlib import metadata
 
-from pipeline.errors import ConfigError
-from pipeline.ledger.folder import OutputFolder, utc_now
+from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 
 
 class RunState(str, enum.Enum):
@@ -44,7 +44,7 @@ def check_claim(folder: OutputFolder, schema, model: str, append: bool) -> dict 
     """Refuse to mix schemas or models in one folder unless the user asked for it; return the
     manifest, if the folder has one. `schema` None: the folder's own. `pageray plan` asks this
     too, so a dry run predicts the refusal."""
-    from pipeline.config import canonical_model
+    from pageray.pipeline.config import canonical_model
 
     current = folder.manifest()
     if current is None or append:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.datamodel import Status
+from pageray.pipeline.datamodel import Status
 
 ALWAYS_RETRIED = frozenset({Status.READ_ERROR, Status.MODEL_ERROR})
 # what `--retry` may name: statuses that are final by default (ok rows are redone with --force)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from pipeline.ledger.folder import OutputFolder
-from pipeline.ledger.records import RunState
-from pipeline.progress import describe
+from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import RunState
+from pageray.pipeline.progress import describe
 
 # A running driver rewrites its record every ~10 s (pipeline.ledger.heartbeat); far older means it died.
 STALE_AFTER_S = 300

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import re
 
-from pipeline.datamodel import Status
-from pipeline.render.pages import RenderLimits
-from pipeline.render.passwords import Candidates
+from pageray.pipeline.datamodel import Status
+from pageray.pipeline.render.pages import RenderLimits
+from pageray.pipeline.render.passwords import Candidates
 
 MIB = 1024 * 1024
 CPU_KILL_AFTER_S = 5  # CPU seconds after SIGXCPU before the kernel sends SIGKILL
@@ -57,7 +57,7 @@ def main(conn, data: bytes, name: str, limits: RenderLimits, cpu_s: int, skip: i
 
     import pymupdf
 
-    from pipeline.render.pages import iter_render
+    from pageray.pipeline.render.pages import iter_render
 
     # MuPDF prints each error to stdout besides raising it; the row's error column already
     # carries the message, and the chatter would interleave with the run's own output.

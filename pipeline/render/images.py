@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipeline.render.geometry import fit_image
+from pageray.pipeline.render.geometry import fit_image
 
 IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),

@@ -32,10 +32,10 @@ import types
 from dataclasses import dataclass, replace
 from typing import Iterator
 
-from pipeline.render import child as render_child
-from pipeline.datamodel import Status, page_row
-from pipeline.render.pages import RenderLimits, skipped_row
-from pipeline.render.passwords import NO_PASSWORDS, Candidates
+from pageray.pipeline.render import child as render_child
+from pageray.pipeline.datamodel import Status, page_row
+from pageray.pipeline.render.pages import RenderLimits, skipped_row
+from pageray.pipeline.render.passwords import NO_PASSWORDS, Candidates
 
 # Test-only: a document whose name contains this string aborts the renderer (proves isolation).
 CRASH_HOOK_ENV = "PAGERAY_TEST_CRASH_ON"
@@ -105,7 +105,7 @@ class IsolatedRenderer:
         # and the forkserver may have started before the variable was set.
         self._crash_on = os.environ.get(CRASH_HOOK_ENV) or None
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["pipeline.render.pages", "pipeline.render.child"])
+        self._ctx.set_forkserver_preload(["pageray.pipeline.render.pages", "pageray.pipeline.render.child"])
         self.children_started = 0
         self.peak_rss_bytes = 0
 

@@ -13,12 +13,12 @@ from typing import Any, Callable, Iterator
 
 import pymupdf
 
-from pipeline.render import images as render_images
-from pipeline.config import default
-from pipeline.datamodel import Status, page_row
-from pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
-from pipeline.render.images import ImageUnreadable, PageTooLarge
-from pipeline.render.passwords import NO_PASSWORDS, Candidates, PasswordBook, unlock
+from pageray.pipeline.render import images as render_images
+from pageray.pipeline.config import default
+from pageray.pipeline.datamodel import Status, page_row
+from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
+from pageray.pipeline.render.images import ImageUnreadable, PageTooLarge
+from pageray.pipeline.render.passwords import NO_PASSWORDS, Candidates, PasswordBook, unlock
 
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipeline.render.saslprep import SASLprepError, saslprep
+from pageray.pipeline.render.saslprep import SASLprepError, saslprep
 
 STRUCTURED_SUFFIXES = (".yaml", ".yml", ".json")
 # pageray opens files with the passwords their owners gave; a file this large is a word list for guessing

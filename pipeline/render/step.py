@@ -14,12 +14,12 @@ import hashlib
 import time
 from typing import Any, Iterator, Mapping
 
-from extractors import bundle
-from extractors.pixels import PreparePixels
-from pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows, document_row, page_row, rows_to_columns
-from pipeline.errors import describe
-from pipeline.render.pages import RenderLimits
-from pipeline.storage import read_bytes
+from pageray.extractors import bundle
+from pageray.extractors.pixels import PreparePixels
+from pageray.pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows, document_row, page_row, rows_to_columns
+from pageray.pipeline.errors import describe
+from pageray.pipeline.render.pages import RenderLimits
+from pageray.pipeline.storage import read_bytes
 
 # A batch leaves the step once it holds `images_per_batch` page images (up to 4 x 11.5 MB: the
 # memory a render actor holds), or this many rows: a file claiming 100,000 pages yields ~98,000
@@ -51,7 +51,7 @@ class RenderPages:
         self.images_per_batch = images_per_batch
         self.prepare = PreparePixels(split) if split is not None else None
         if renderer is None:
-            from pipeline.render.isolation import IsolatedRenderer
+            from pageray.pipeline.render.isolation import IsolatedRenderer
 
             renderer = IsolatedRenderer(limits)
         self.renderer = renderer

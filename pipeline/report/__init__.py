@@ -7,9 +7,9 @@ the failed documents, the config) and, with labels, how good the fields are. The
 pure functions of the rows (data, fields), the figures one function each (figures), the page
 a template that escapes all user text (html), and build puts them together.
 
-    from pipeline.report import write_report
+    from pageray.pipeline.report import write_report
     written = write_report("out/", "report.html", run_id=None, labels=None)
 """
-from pipeline.report.build import Written, write_report
+from pageray.pipeline.report.build import Written, write_report
 
 __all__ = ["Written", "write_report"]

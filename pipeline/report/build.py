@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.report import data, figures, html
-from pipeline.report.fields import field_stats
+from pageray.pipeline.report import data, figures, html
+from pageray.pipeline.report.fields import field_stats
 
 FIGURES = {"status": "Pages by status", "throughput": "Pages/s per worker over time",
            "confidence": "Confidence histogram of ok pages", "fields": "Fill and grounding rate per field",
@@ -42,7 +42,7 @@ def write_report(out: str | os.PathLike, html_path: str | os.PathLike | None = N
     loaded = data.load(out, run_id)
     scores = None
     if labels is not None:
-        from pipeline.evaluation import evaluate
+        from pageray.pipeline.evaluation import evaluate
 
         scores = evaluate(labels, os.fspath(out))
     target = Path(html_path) if html_path is not None else default_html(run_id)
@@ -123,7 +123,7 @@ def _fields(loaded: data.Loaded, ok: pd.DataFrame, show) -> str:
         return html.empty("No run record of this output holds its schema, so fields cannot be named.")
     if ok.empty:
         return html.empty("No ok page: no field was filled.")
-    from pipeline.evaluation.scoring import paths
+    from pageray.pipeline.evaluation.scoring import paths
 
     order = paths(loaded.fields_type) if loaded.fields_type is not None else ()
     answered = ok[ok["fields"].map(lambda v: v is not None)]  # a page read with others may carry no answer
@@ -175,7 +175,7 @@ def _failed(current: pd.DataFrame, limit: int = 200) -> str:
 
 
 def _scores(scores: dict, show) -> str:
-    from pipeline.evaluation import format_table
+    from pageray.pipeline.evaluation import format_table
 
     return (show("eval", figures.eval_figure(scores))
             + html.paragraph("Scored by pipeline.evaluation (as `pageray eval` does) on the folder's current rows.")

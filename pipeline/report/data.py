@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import ConfigError, StorageError
+from pageray.pipeline.errors import ConfigError, StorageError
 
 COLUMNS = ("run_id", "doc_id", "source_uri", "page_index", "page_count", "status", "error", "truncated",
            "confidence", "grounded_fraction", "input_tokens", "output_tokens", "render_ms", "extract_ms",
@@ -40,7 +40,7 @@ class Loaded:
 
 def load(out: str | os.PathLike, run_id: str | None = None) -> Loaded:
     """The rows and run records of the output folder `out`, or of its run `run_id` only."""
-    from pipeline.ledger.folder import OutputFolder
+    from pageray.pipeline.ledger.folder import OutputFolder
 
     out = os.fspath(out)
     folder = OutputFolder(out)
@@ -66,9 +66,9 @@ def load(out: str | os.PathLike, run_id: str | None = None) -> Loaded:
 
 
 def _read(out: str, run_id: str | None, notes: list[str]) -> pa.Table:
-    from pipeline.api import read
-    from pipeline.datamodel import output_schema
-    from pipeline.ledger.folder import OutputFolder
+    from pageray.pipeline.api import read
+    from pageray.pipeline.datamodel import output_schema
+    from pageray.pipeline.ledger.folder import OutputFolder
 
     wanted = pc.field("run_id") == run_id if run_id is not None else None
     try:

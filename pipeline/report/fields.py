@@ -16,8 +16,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
-from extractors.grounding import leaves
-from schemas.nodes import child_path, item_path, iter_properties, node_kind
+from pageray.extractors.grounding import leaves
+from pageray.schemas.nodes import child_path, item_path, iter_properties, node_kind
 
 _INDEX = re.compile(r"\[\d+\]")
 
