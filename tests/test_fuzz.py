@@ -1,4 +1,4 @@
-"""Mutated real PDFs through the real isolated renderer: every case ends as rows, in bounded time.
+"""Mutated real PDFs through the real isolated renderer: every case ends as rows, with bounded work.
 
 The seeds are our samples and the real-world PDFs made by other tools; hypothesis truncates
 them, flips bytes, splices objects from one into another, duplicates and deletes ranges and
@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,6 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the renderer's 
 REALWORLD = Path(__file__).parent / "data" / "realworld"
 LIMITS = RenderLimits(longest_edge_px=256, max_page_pixels=256 * 256, max_pages_per_doc=4)
 TIMEOUT_S, RETRIES = 10.0, 1
-# child start-up, and the kill and join after a timeout
-MARGIN_S = 5.0
 STATUSES = {status.value for status in Status}
 
 _OBJECT = re.compile(rb"\d+\s+\d+\s+obj\b.*?\bendobj", re.S)
@@ -104,11 +101,13 @@ def test_mutated_pdfs_always_end_as_rows(seeds, renderer, data):
             document, what = mutate(data.draw, document, seeds)
             note(what)
 
-    started = time.monotonic()
+    before = renderer.children_started
     rows = list(renderer(document, "fuzz.pdf"))
-    elapsed = time.monotonic() - started
 
-    assert elapsed < TIMEOUT_S * (RETRIES + 1) + MARGIN_S
+    # bounded work, not time: each page a child renders is tried at most RETRIES + 1 times
+    # (the renderer's own timeout bounds each child; a wall clock here would fail on a busy machine)
+    rendered = min(len(rows), LIMITS.max_pages_per_doc)
+    assert renderer.children_started - before <= (rendered + 1) * (RETRIES + 1)
     assert rows, "every document ends as at least one row"
     assert [row["page_index"] for row in rows] == list(range(len(rows)))  # unique, in order, no gaps
     for row in rows:

@@ -131,17 +131,15 @@ def test_after_a_timeout_the_remaining_pages_are_rows_too(fast_pdf):
 def test_timeout_keeps_the_pages_before_it_and_the_renderer_goes_on(fast_pdf):
     renderer = IsolatedRenderer(replace(SMALL, render_timeout_s=3))
     list(renderer(fast_pdf, "warm_up.pdf"))  # forkserver start-up is not what is timed here
-    started = time.monotonic()
     pages = renderer(pages_pdf(False, True), "slow_second_page.pdf")
     first = next(pages)
-    first_after = time.monotonic() - started
-    rest = list(pages)
-    elapsed = time.monotonic() - started
-    assert first["status"] == "ok" and first_after < 2.5  # streamed, not held until the timeout
-    [timeout] = rest
+    # streamed, not held until the timeout: page 1 arrives while its child still draws page 2
+    # (an order of events, not a wall clock, which a busy machine stretches)
+    assert first["status"] == "ok" and render_children() != []
+    [timeout] = list(pages)
     assert (timeout["status"], timeout["page_index"], timeout["page_count"]) == ("render_timeout", 1, 2)
     assert timeout["error"] == "render_timeout_s=3 exceeded after 1 page(s)"
-    assert 3 <= elapsed < 8 and 2900 < timeout["render_ms"] < 4500
+    assert timeout["render_ms"] > 2900  # the budget was waited for (a lower bound: load only adds to it)
     assert renderer.children_started == 2  # a timeout is not retried
     assert render_children() == []  # the slow child was killed, not left running
     assert statuses(list(renderer(fast_pdf, "next.pdf"))) == ["ok"] * 3
