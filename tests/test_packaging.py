@@ -53,7 +53,7 @@ def test_api_and_cli_run_from_a_folder_with_its_own_pipeline_and_schemas(samples
     code = ("import sys; from pageray import extract, read; "
             f"extract([{str(inbox)!r}], schema='invoice', out={str(tmp_path / 'api')!r}, "
             f"model={str(tiny_model)!r}, max_new_tokens=8, batch_size=2, longest_edge_px=490, "
-            "max_page_pixels=490*490); print('rows', read(sys.argv[1]).num_rows)")
+            "max_page_pixels=490*490); print('rows', read(sys.argv[1]).count_rows())")
     api = subprocess.run([sys.executable, "-c", code, str(tmp_path / "api")], cwd=project, env=env,
                          capture_output=True, text=True, timeout=600)
     assert api.returncode == 0, api.stdout[-3000:] + api.stderr[-3000:]
