@@ -42,7 +42,8 @@ def test_ok_rows_are_schema_valid_even_when_truncated(invoice_extractor, samples
     assert isinstance(table, pa.Table)
     rows = table.to_pylist()
     ok = [r for r in rows if r["status"] == Status.OK.value]
-    assert ok, "the tiny model must produce real ok rows"
+    # the budget is closed by the forced completion, so every rendered page is an ok row
+    assert len(ok) == len(rows) == 3, [(r["status"], r["error"]) for r in rows]
     gen = generation_schema(invoice_extractor.schema)
     for r in ok:
         assert r["valid"] is True
@@ -61,7 +62,8 @@ def test_ok_rows_are_schema_valid_even_when_truncated(invoice_extractor, samples
             assert r["grounded_fraction"] is None or 0.0 <= r["grounded_fraction"] <= 1.0
         else:
             assert r["grounded_fraction"] is None and r["ungrounded_fields"] is None
-    assert {bool(r["text_layer"] and r["text_layer"].strip()) for r in ok} == {True, False} or len(ok) < 3
+    # both branches ran: the invoice and receipt have a text layer, the scan has none
+    assert {bool(r["text_layer"] and r["text_layer"].strip()) for r in ok} == {True, False}
 
 
 def test_error_rows_pass_through_untouched(invoice_extractor, samples):
