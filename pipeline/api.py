@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence, Union
 
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.errors import ConfigError, StorageError
+from pageray.pipeline.errors import ConfigError, StorageError, shown
 
 PathLike = Union[str, "os.PathLike[str]"]
 # a built-in name or a file / "module:Class" spec, a Pydantic model class, or an ExtractionSchema
@@ -60,12 +60,18 @@ def build_config(inputs: PathLike | Sequence[PathLike], schema_ref: str, out: Pa
                  for name in unknown]
         raise ConfigError(f"invalid configuration:\n  unknown option(s) {', '.join(hints)}; the options are "
                           f"{', '.join(allowed)}")
-    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}  # model=Path(...)
-    config = RunConfig.build(inputs=[os.fspath(p) for p in paths], out=os.fspath(out), schema_ref=schema_ref,
-                             **options)
+    # Path objects become strings; a value of any other type goes to RunConfig as it is, to be
+    # refused there naming its option (a --config file can hold `out: 42` or `inputs: [[/x]]`).
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+    paths = [_fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else paths
+    options = {k: _fspath(v) for k, v in options.items()}  # model=Path(...)
+    config = RunConfig.build(inputs=paths, out=_fspath(out), schema_ref=schema_ref, **options)
     config.extraction_schema()  # a bad schema is refused before any work
     return config
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def extract(inputs: PathLike | Sequence[PathLike], *, schema: SchemaLike, out: PathLike, **options) -> dict:
@@ -101,6 +107,9 @@ def _resolve(schema: SchemaLike):
 
     if isinstance(schema, ExtractionSchema):
         return schema
+    if not isinstance(schema, (str, os.PathLike, type)):  # e.g. `schema: [invoice]` in a --config file
+        raise ConfigError(f"invalid configuration:\n  --schema: a built-in name, a schema file, models.py:Class "
+                          f"or a Pydantic class (got the {type(schema).__name__} {shown(schema)})")
     return load_schema(os.fspath(schema) if isinstance(schema, os.PathLike) else schema)
 
 

@@ -115,8 +115,11 @@ def extract(
 
 @app.command()
 def plan(
-    inputs: List[str] = typer.Argument(..., help="files, folders or s3:// prefixes"),
-    out: str = typer.Option(..., "--out"),
+    inputs: Optional[List[str]] = typer.Argument(None, help="files, folders or s3:// prefixes"),
+    out: Optional[str] = typer.Option(None, "--out", help="the output folder or s3:// prefix extract would write"),
+    config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE",
+                                              help="the YAML/JSON options file of `pageray extract --config`; "
+                                              "flags given here override it"),
     schema_ref: Optional[str] = typer.Option(None, flag("schema_ref"), help="default: the one the output folder was made with"),
     model: Optional[str] = typer.Option(None, "--model", help="default: the one the output folder was made with"),
     force: Optional[bool] = _option("force", "recompute documents already in the output"),
@@ -127,12 +130,17 @@ def plan(
     max_file_bytes: Optional[int] = _option("max_file_bytes", "larger files: file_too_large"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
+    from pageray.pipeline.config_file import load_config_file, resolve_options
     from pageray.pipeline.ledger.plan import dry_run
 
-    options = _given(force=force, append=append, follow_symlinks=follow_symlinks, retry=retry,
-                     max_pages_per_doc=max_pages_per_doc, max_file_bytes=max_file_bytes)
-    try:
-        summary = dry_run(inputs, out, schema_ref, model, **options)
+    options = _given(inputs=inputs, out=out, schema_ref=schema_ref, model=model, force=force, append=append,
+                     follow_symlinks=follow_symlinks, retry=retry, max_pages_per_doc=max_pages_per_doc,
+                     max_file_bytes=max_file_bytes)
+    try:  # a --config file's options, as extract reads them; schema and model default to the folder's
+        options = resolve_options(load_config_file(config_file) if config_file else {}, options, config_file,
+                                  required=("inputs", "out"))
+        summary = dry_run(options.pop("inputs"), options.pop("out"), options.pop("schema_ref", None),
+                          options.pop("model", None), **options)
     except (FatalError, ValueError) as exc:
         fail(exc)
     typer.echo(json.dumps(summary, indent=2))

@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pageray.pipeline.errors import ConfigError
+from pageray.pipeline.errors import ConfigError, shown
 from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX
 
 DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
@@ -194,8 +194,9 @@ class RunConfig(BaseModel):
             for err in exc.errors():
                 message = err["msg"].removeprefix("Value error, ")
                 if err["loc"]:
-                    where = flag(str(err["loc"][0]))
-                    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
+                    field = str(err["loc"][0])
+                    where = flag(field) if flag(field).startswith("-") else f"{flag(field)} ({field})"
+                    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {shown(err['input'])})"
                     message = f"{where}: {message}{got}"
                 lines.append(message)
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -76,12 +76,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return options
 
 
-def resolve_options(file_options: dict[str, Any], flags: dict[str, Any], config_path: str | None = None
-                    ) -> dict[str, Any]:
+def resolve_options(file_options: dict[str, Any], flags: dict[str, Any], config_path: str | None = None,
+                    required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
     """The run's options: the file's, then the flags given on the command line over them. The
-    required ones (inputs, schema, out) must come from one or the other."""
+    required ones (inputs, schema, out; `pageray plan` has the folder's schema) must come from
+    one or the other."""
     options = {**file_options, **flags}
-    missing = [f for f in REQUIRED if options.get(f) in (None, [], "")]
+    missing = [f for f in required if options.get(f) in (None, [], "")]
     if missing:
         source = f" or as keys of {config_path}" if config_path else " (or in a --config file)"
         named = ", ".join(f"{flag(f)} ({f})" for f in missing)

@@ -14,6 +14,8 @@ a timeout, an out-of-memory at batch size 1, an unparseable generation) becomes 
 """
 from __future__ import annotations
 
+import reprlib
+
 
 class FatalError(RuntimeError):
     """The run cannot go on; the message says what to change."""
@@ -42,4 +44,15 @@ class LostWorkers(FatalError):
 def describe(exc: BaseException, limit: int = 2000) -> str:
     """A one-line error text for a row: type and message, bounded in size."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+
+
+def shown(value: object, limit: int = 160) -> str:
+    """A value quoted in an error message, cut short: a YAML alias bomb or a pasted document
+    must not print hundreds of kilobytes (reprlib never builds the whole repr)."""
+    text = _SHOWN.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

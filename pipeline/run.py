@@ -26,7 +26,7 @@ from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 from pageray.pipeline.ledger.records import RunState, claim, versions
 from pageray.pipeline.render.step import RenderPages
 from pageray.pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
-from pageray.pipeline.storage import unreachable
+from pageray.pipeline.storage import check_inputs, unreachable
 from pageray.pipeline.ledger.commit import CommitPages
 from pageray.pipeline.extractor_memory import extractor_memory, node_shares
 from pageray.pipeline.progress import Progress, ProgressReporter
@@ -140,6 +140,7 @@ def run_extraction(config: RunConfig) -> dict:
     # From here on the config holds the budget the run uses, and the record shows that number.
     config, budget_from = config.with_budget(schema)
     preflight(config.model_spec())
+    check_inputs(config.inputs)  # a mistyped input must not pin the output folder to this schema
     folder = OutputFolder(config.out)
     lease = Lease(folder, config.run_id)
     lease.acquire(wait=config.wait)

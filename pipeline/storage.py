@@ -230,6 +230,22 @@ def iter_documents(roots: list[str], follow_symlinks: bool = False,
             yield doc
 
 
+def check_inputs(roots: list[str]) -> None:
+    """Refuse an input that does not exist (a typo), before the run claims its output folder:
+    the listing would refuse it too, but only after the folder was pinned to this schema."""
+    for root in roots:
+        if is_remote(root):
+            fs, path = filesystem(root)
+            try:
+                missing = fs.get_file_info(path).type == pafs.FileType.NotFound
+            except OSError as exc:
+                raise StorageError(f"cannot list {root!r}: {exc}") from exc
+        else:
+            missing = not Path(root).expanduser().exists()
+        if missing:
+            raise StorageError(f"input {root!r} does not exist")
+
+
 def _walk_root(root: str, follow_symlinks: bool, seen_dirs: set[tuple[int, int]],
                on_skip: SkipCallback) -> Iterator[DocRef]:
     if is_remote(root):

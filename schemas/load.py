@@ -55,7 +55,7 @@ def load_schema(spec: str | type) -> ExtractionSchema:
     """
     if not isinstance(spec, str):
         document, name, description, version = pydantic_models.model_document(
-            spec, getattr(spec, "__name__", repr(spec)))
+            spec, getattr(spec, "__name__", f"schema {type(spec).__name__}"))
         return _from_plain(document, getattr(spec, "__name__", "model"),
                            pydantic_models.slug(name), description, version,
                            pydantic_models.model_budget(spec))

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pageray.pipeline.errors import shown
 from pageray.schemas.model import SchemaError
 
 # "models.py:Invoice", "pkg.models:Invoice", "pkg.models:Outer.Invoice"
@@ -57,7 +58,7 @@ def import_model(spec: str) -> type:
 def model_document(model: Any, where: str) -> tuple[dict[str, Any], str, str, str | None]:
     """(model_json_schema(), name, description, version or None) of a Pydantic model class."""
     if not _is_model(model):
-        raise SchemaError(f"{where}: {model!r} is not a Pydantic model class; pass a subclass "
+        raise SchemaError(f"{where}: {shown(model)} is not a Pydantic model class; pass a subclass "
                           "of pydantic.BaseModel (Pydantic v2), a schema file or a built-in name")
     try:
         document = model.model_json_schema()

@@ -74,6 +74,23 @@ def test_plan_is_a_dry_run(samples, tmp_path):
     assert not out.exists()
 
 
+def test_a_mistyped_input_is_refused_before_the_output_is_claimed(samples, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("extract", str(tmp_path / "no" / "such" / "dir"), "--schema", "invoice", "--out", str(out),
+                    "--model", str(tiny_model))
+    assert result.exit_code == 2 and "does not exist" in result.output, result.output
+    assert not out.exists()  # no manifest, lease or run record
+    # so the corrected command, with another schema, is not refused as "made with schema invoice"
+    corrected = invoke("plan", str(samples), "--schema", "receipt", "--out", str(out), "--model", str(tiny_model))
+    assert corrected.exit_code == 0, corrected.output
+
+
+def test_status_of_a_mistyped_folder_says_it_does_not_exist(tmp_path):
+    result = invoke("status", str(tmp_path / "no-such-out"))
+    assert result.exit_code == 2 and "does not exist" in result.output, result.output
+    assert invoke("status", str(tmp_path)).exit_code == 0  # an existing folder without runs: said so
+
+
 def test_schemas_list_and_show():
     listed = invoke("schemas", "list")
     assert listed.exit_code == 0

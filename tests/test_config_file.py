@@ -89,3 +89,47 @@ def test_the_run_record_keeps_the_resolved_config(tiny_model, tmp_path):
     assert (config["batch_size"], config["max_new_tokens"], config["render_timeout_s"]) == (2, 64, 30.0)
     assert config["page_time_limit_s"] == 300.0 and config["inputs"] == [str(inbox)]
     assert record["state"] == "succeeded" and record["max_new_tokens_from"] == "flag"
+
+
+@pytest.mark.parametrize("values, named", [
+    ("inputs: [[{samples}]]\nout: {out}\n", "inputs"),
+    ("inputs: {samples}\nout: 42\n", "--out"),
+    ("inputs: 42\nout: {out}\n", "inputs"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_its_key(values, named, samples, tmp_path):
+    job = write(tmp_path / "job.yaml", "schema: invoice\n" + values.format(samples=samples, out=tmp_path / "out"))
+    result = runner.invoke(app, ["extract", "--config", str(job)])
+    assert result.exit_code == 2, result.output  # not a TypeError's traceback (exit 1)
+    assert named in result.output and "Input should be" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_yaml_alias_bomb_is_quoted_cut_short(samples, tmp_path):
+    """Every level nests the one before nine times: its repr would be hundreds of kilobytes."""
+    levels = ["&l0 [x, x, x, x, x, x, x, x, x]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]
+    for key in ("schema", "batch_size"):
+        job = write(tmp_path / "job.yaml", f"inputs: {samples}\nout: {tmp_path / 'out'}\nschema: invoice\n"
+                                           f"{key}: [{', '.join(levels)}]\n")
+        result = runner.invoke(app, ["extract", "--config", str(job)])
+        assert result.exit_code == 2 and flag_of(key) in result.output, result.output
+        assert len(result.output) < 1000 and "..." in result.output
+
+
+def flag_of(key: str) -> str:
+    return {"schema": "--schema", "batch_size": "--batch-size"}[key]
+
+
+def test_plan_takes_the_file_extract_takes(samples, tmp_path):
+    """A cron job's file dry-runs as written; flags override it; nothing is written."""
+    out = tmp_path / "out"
+    job = write(tmp_path / "job.yaml", f"inputs: [{samples}]\nschema: invoice\nout: {out}\nbatch_size: 4\n"
+                                       "max-new-tokens: 64\n")
+    result = runner.invoke(app, ["plan", "--config", str(job)])
+    assert result.exit_code == 0, result.output
+    files = [p for p in samples.rglob("*") if p.is_file()]
+    assert json.loads(result.output)["new"] == len(files) and not out.exists()
+    overridden = runner.invoke(app, ["plan", "--config", str(job), "--max-file-bytes", "1"])
+    assert overridden.exit_code == 0 and json.loads(overridden.output)["new"] == len(files)
+    bad = write(tmp_path / "bad.yaml", f"inputs: [{samples}]\nout: {out}\nbatchsize: 4\n")
+    refused = runner.invoke(app, ["plan", "--config", str(bad)])
+    assert refused.exit_code == 2 and "did you mean 'batch_size'" in refused.output

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from pageray.pipeline.errors import StorageError
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.records import RunState
 from pageray.pipeline.progress import describe
@@ -21,7 +22,11 @@ def run_state(record: dict, now: float | None = None) -> str:
 
 
 def describe_runs(out: str) -> str:
-    records = OutputFolder(out).runs()
+    """StorageError for a folder that does not exist (a mistyped path is no empty history)."""
+    folder = OutputFolder(out)
+    records = folder.runs()
+    if not records and folder.manifest() is None and not folder.exists(folder.path):
+        raise StorageError(f"{out} does not exist; pass the --out of a run")
     if not records:
         return f"no runs recorded in {out}"
     lines = [f"{'run_id':<28} {'state':<28} {'pages':>7} {'pages/s':>8}  counts"]
