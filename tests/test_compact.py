@@ -8,10 +8,10 @@ from outputs import OTHER, SCHEMA, SCOPE, commit, document, rows
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.datamodel import rows_to_table
-from pageray.pipeline.ledger.index import load_index
+from pageray.pipeline.ledger.index import CommittedIndex
 from pageray.pipeline.ledger.plan import make_plan
 from pageray.pipeline.ledger.folder import DATA_DIR, OutputFolder
-from pageray.pipeline.storage import doc_id_for
+from pageray.pipeline.storage import doc_id_for, iter_documents
 
 
 def plan_for(inbox, out):
@@ -91,16 +91,18 @@ def test_the_index_knows_complete_partial_and_document_level_rows(tmp_path):
              "doc_mtime_ns": broken_mtime, "page_index": 0, "page_count": None, "status": "render_error"}]
     table = rows_to_table(rows, SCHEMA)
     OutputFolder(str(out)).write_part("r1", table)
-    index = load_index(OutputFolder(str(out)), SCOPE)
-    [half_version] = index.versions(doc_id_for(str(half))).values()
+    document(inbox, "new.pdf", 13)
+    with CommittedIndex(OutputFolder(str(out)), SCOPE) as index:
+        found = {doc.uri: match for doc, match in index.match(iter_documents([str(inbox)]))}
+    half_version = found[str(half)].current
     assert (half_version.committed, half_version.page_count, half_version.pages) == (1, 2, frozenset({1}))
     assert not half_version.complete()
-    assert index.versions(doc_id_for(str(whole)))[(11, whole_mtime)].complete()
-    assert index.versions(doc_id_for(str(broken)))[(12, broken_mtime)].complete()
-    assert index.versions("0" * 24) == {}
-    assert load_index(OutputFolder(str(out)), OTHER).versions(doc_id_for(str(whole))) == {}
+    assert found[str(whole)].current.complete() and found[str(broken)].current.complete()
+    assert not found[str(inbox / "new.pdf")]
+    with CommittedIndex(OutputFolder(str(out)), OTHER) as index:
+        assert not any(match for _, match in index.match(iter_documents([str(inbox)])))
     plan = plan_for(inbox, out)
-    assert (plan.summary()["resumed"], plan.summary()["skipped"], plan.documents) == (1, 2, 1)
+    assert (plan.summary()["resumed"], plan.summary()["skipped"], plan.summary()["new"], plan.documents) == (1, 2, 1, 2)
 
 
 def test_a_run_whose_id_extends_another_is_still_compacted(tmp_path):

@@ -1,28 +1,85 @@
 """What the output already holds: the committed pages are the record of what is done.
 
-Built from a projection of a few small columns of OUT/data/*.parquet (no separate state file
+Read from a projection of a few small columns of OUT/data/*.parquet (no separate state file
 that could disagree with the data). For each document it knows the committed versions
 (size + mtime as listed), which pages of each are there, and which rows the next run redoes
 (pipeline.ledger.retry).
+
+Why DuckDB, on a database file in a temporary folder under a memory limit: an output of 100
+million pages does not fit a small driver (held as arrays it took ~0.44 KiB a page), and the
+plan's question is a join of the listing against those pages. DuckDB's aggregates, joins and
+sorts spill to disk past `MEMORY_LIMIT`, so the driver's memory stays flat however much is
+committed and the time stays linear; no hand-written external sort, and no cluster needed
+before the plan (Ray Data's join would need one). The rows reach DuckDB as Arrow record batches
+read by pyarrow's dataset, the reader every other part of the output uses: it reads s3:// as
+well as local folders, and reads odd part files with the page schema. DuckDB's own S3 reader is
+an extension (httpfs) downloaded at run time, which a driver without internet cannot get.
 """
 from __future__ import annotations
 
-import hashlib
+import tempfile
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
-import numpy as np
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.retry import RetryPolicy
+from pageray.pipeline.storage import DocRef
 
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
 # what the index reads of every part file (an empty part file, or one without some column,
 # then reads as no rows or nulls instead of failing the whole plan)
 READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
+# DuckDB's share of the driver's memory while planning; past it, it spills to the temporary folder
+MEMORY_LIMIT = "64MB"
+BATCH_ROWS = 65_536  # rows per Arrow batch into and out of DuckDB
+
+# A version is a document's rows of one (size, mtime); a missing size/mtime is (0, 0), as listed.
+# A page is committed when any of its rows is final; a version is retried when any row is not.
+_VERSIONS = """
+CREATE TABLE pages AS
+  SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime,
+         coalesce(page_index, -1) AS page, count(*) AS n_rows, bool_or(settled) AS final,
+         bool_and(settled) AS all_final, max(coalesce(page_count, 0)) AS page_count,
+         max(coalesce(epoch_us(created_at), 0)) AS created
+  FROM committed_rows GROUP BY ALL;
+CREATE TABLE versions AS
+  SELECT doc_id, size, mtime, count(*) FILTER (WHERE final) AS committed,
+         sum(n_rows) > count(*) AS duplicated, NOT bool_and(all_final) AS retried,
+         max(page_count) AS page_count, max(created) AS created
+  FROM pages GROUP BY ALL;
+-- the pages a resumed or retried run keeps: only for versions that are not complete
+CREATE TABLE kept AS
+  SELECT p.doc_id, p.size, p.mtime, list(p.page ORDER BY p.page) FILTER (WHERE p.final) AS pages
+  FROM pages p JOIN versions v USING (doc_id, size, mtime)
+  WHERE v.committed < greatest(v.page_count, 1) OR v.retried GROUP BY ALL;
+CREATE TABLE documents AS SELECT doc_id, count(*) AS n_versions FROM versions GROUP BY doc_id;
+DROP TABLE pages;
+"""
+# Each listed document with its current version, in listing order.
+_JOIN = """
+SELECT l.doc_id, l.uri, l.size, l.mtime, v.committed, v.page_count, v.duplicated, v.retried, k.pages,
+       coalesce(d.n_versions, 0) - (v.doc_id IS NOT NULL)::INT > 0 AS others
+FROM listed l
+LEFT JOIN documents d ON d.doc_id = l.doc_id
+LEFT JOIN versions v ON v.doc_id = l.doc_id AND v.size = l.size AND v.mtime = l.mtime
+LEFT JOIN kept k ON k.doc_id = l.doc_id AND k.size = l.size AND k.mtime = l.mtime
+ORDER BY l.seq
+"""
+# Documents the listing did not name that a killed run left several versions of (the newest
+# written stays; of equally new ones the last in (size, mtime) order) or a page twice.
+_UNLISTED_CLEANUP = """
+SELECT doc_id, count(*) > 1 AS several, bool_or(duplicated) AS duplicated,
+       struct_extract(max({'created': created, 'size': size, 'mtime': mtime}), 'size') AS size,
+       struct_extract(max({'created': created, 'size': size, 'mtime': mtime}), 'mtime') AS mtime
+FROM versions ANTI JOIN listed USING (doc_id)
+GROUP BY doc_id HAVING count(*) > 1 OR bool_or(duplicated)
+"""
 
 
 @dataclass(frozen=True)
@@ -37,7 +94,7 @@ class Scope:
     @classmethod
     def of(cls, schema_id: str, model: str, manifest: dict | None) -> "Scope":
         """The scope of a run with this (canonical) model in a folder made with `manifest`."""
-        from pageray.pipeline.config import canonical_model
+        from pageray.extractors.loading import canonical_model
 
         made = (manifest or {}).get("model")
         same = made and made != model and canonical_model(made) == model
@@ -61,133 +118,124 @@ class DocVersion:
     duplicated: bool = False
     retried: bool = False        # some rows are not final: the next run redoes those pages
     pages: frozenset[int] = frozenset()  # pages with a final row, kept only for incomplete versions
-    created_us: int = 0          # newest row of this version (which version of an unlisted document stays)
 
     def complete(self) -> bool:
         # a document-level error row has no page_count and stands for the whole document
         return self.committed >= (self.page_count or 1)
 
 
-def _key(doc_id: str) -> int:
-    # doc ids are hex digests: 64 bits of one make a numpy-searchable key (8 bytes per version
-    # instead of a Python dict entry); a match is confirmed on the full id
-    try:
-        return int(doc_id[:16], 16) - (1 << 63)
-    except ValueError:  # not one of ours; any stable 64 bits will do
-        return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big", signed=True)
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What the output holds of one listed document."""
+    current: DocVersion | None = None  # the version the listing names (same size and mtime)
+    others: bool = False               # other versions (a changed file's, or a killed run's, old rows)
+
+    def __bool__(self) -> bool:
+        return self.current is not None or self.others
 
 
-class OutputIndex:
-    """Committed versions per document, held as Arrow and numpy columns rather than Python objects
-    (about 80 bytes per document version), so an output of millions of documents fits a small driver.
-    `versions()` marks what the listing named; `unlisted_cleanup()` then covers the rest."""
-
-    def __init__(self, table: pa.Table | None = None, pages: dict[tuple, frozenset[int]] | None = None):
-        table = table if table is not None and table.num_rows else None
-        self._keys = np.zeros(0, np.int64)
-        self._pages = pages or {}
-        self._listed = self._duplicated = np.zeros(0, bool)
-        if table is None:
-            return
-        keys = np.fromiter((_key(d) for d in table.column("doc_id").to_pylist()), np.int64, table.num_rows)
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._listed = np.zeros(len(keys), bool)
-        table = table.take(pa.array(order))
-        self._doc_ids = table.column("doc_id").combine_chunks()
-        # numeric columns as numpy: a lookup per listed document reads them without Arrow scalars
-        (self._size, self._mtime, self._committed, self._duplicated, self._retried, self._page_count,
-         self._created) = (table.column(c).to_numpy() for c in (
-            "doc_size", "doc_mtime_ns", "committed", "duplicated", "retried", "page_count", "created_us"))
-
-    def _version(self, at: int, doc_id: str) -> tuple[tuple[int, int], DocVersion]:
-        version = (int(self._size[at]), int(self._mtime[at]))
-        return version, DocVersion(
-            committed=int(self._committed[at]), page_count=int(self._page_count[at]) or None,
-            duplicated=bool(self._duplicated[at]), retried=bool(self._retried[at]),
-            pages=self._pages.get((doc_id, *version), frozenset()), created_us=int(self._created[at]))
-
-    def versions(self, doc_id: str) -> dict[tuple[int, int], DocVersion]:
-        key = _key(doc_id)
-        at = int(np.searchsorted(self._keys, key))
-        found = {}
-        while at < len(self._keys) and self._keys[at] == key:
-            if self._doc_ids[at].as_py() == doc_id:
-                self._listed[at] = True
-                version, found[version] = self._version(at, doc_id)
-            at += 1
-        return found
-
-    def unlisted(self) -> set[str]:
-        """Documents of the output that the listing (so far) did not name."""
-        return {self._doc_ids[int(at)].as_py() for at in np.flatnonzero(~self._listed)}
-
-    def unlisted_cleanup(self) -> tuple[dict[str, tuple[int, int]], set[str]]:
-        """What a killed run left behind in documents this run's listing did not name: the
-        version that stays of each document with several (the newest written), and the
-        documents with a page committed twice."""
-        n = len(self._keys)
-        several = np.zeros(n, bool)
-        if n > 1:
-            same = (self._keys[1:] == self._keys[:-1]) & \
-                pc.equal(self._doc_ids.slice(1), self._doc_ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-            several[1:] |= same
-            several[:-1] |= same
-        keep: dict[str, tuple[int, int]] = {}
-        duplicated: set[str] = set()
-        newest: dict[str, int] = {}
-        for at in np.flatnonzero(~self._listed & (several | self._duplicated)):
-            doc_id = self._doc_ids[int(at)].as_py()
-            version, doc = self._version(int(at), doc_id)
-            if doc.duplicated:
-                duplicated.add(doc_id)
-            if several[at] and doc.created_us >= newest.get(doc_id, -1):
-                newest[doc_id], keep[doc_id] = doc.created_us, version
-        return keep, duplicated
+NO_MATCH = Match()
 
 
-def load_index(folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None) -> OutputIndex:
-    """The output's rows of `scope`, per document version; `policy` says which rows are final."""
+def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy) -> pa.RecordBatchReader | None:
+    """The scope's rows as a stream of batches, each with `settled` (is the row final)."""
     ds = folder.pages_dataset(READ_SCHEMA)
     if ds is None:
-        return OutputIndex()
-    table = ds.to_table(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression())
-    if not table.num_rows:
-        return OutputIndex()
-    settled = (policy or RetryPolicy()).settled(table)
-    table = table.drop_columns(["status"])  # decided: not carried through the sort
-    # Sorted, each document version is a run of rows: aggregated with numpy, which costs about
-    # half the peak memory of Arrow's hash group-by with count_distinct.
-    for name in ("doc_size", "doc_mtime_ns"):  # a missing size/mtime is version (0, 0), as listed
-        table = table.set_column(table.schema.get_field_index(name), name, table.column(name).fill_null(0))
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in INDEX_COLUMNS[:4]])
-    table, settled = table.take(order), settled[order.to_numpy()]
-    doc = table.column("doc_id")
-    size, mtime, page, count = (table.column(c).fill_null(f).to_numpy()
-                                for c, f in (("doc_size", 0), ("doc_mtime_ns", 0), ("page_index", -1),
-                                             ("page_count", 0)))
-    created = pc.cast(table.column("created_at"), pa.int64()).fill_null(0).to_numpy()
-    n = table.num_rows
-    same = np.zeros(n, bool)  # row i belongs to the same version as row i - 1
-    same[1:] = pc.equal(doc.slice(1), doc.slice(0, n - 1)).to_numpy() & (size[1:] == size[:-1]) \
-        & (mtime[1:] == mtime[:-1])
-    new_page = ~same
-    new_page[1:] |= page[1:] != page[:-1]
-    starts, page_starts = np.flatnonzero(~same), np.flatnonzero(new_page)
-    rows = np.diff(np.append(starts, n))
-    # a page is committed when any of its rows is final
-    page_final = np.maximum.reduceat(settled.astype(np.int8), page_starts)
-    version_of_page = np.searchsorted(starts, page_starts, side="right") - 1
-    committed = np.bincount(version_of_page, weights=page_final, minlength=len(starts)).astype(np.int64)
-    distinct = np.bincount(version_of_page, minlength=len(starts))
-    retried = np.add.reduceat((~settled).astype(np.int64), starts) > 0
-    page_count = np.maximum.reduceat(count, starts)
-    grouped = pa.table({"doc_id": doc.take(pa.array(starts)), "doc_size": size[starts], "doc_mtime_ns": mtime[starts],
-                        "committed": committed, "duplicated": rows > distinct, "retried": retried,
-                        "page_count": page_count, "created_us": np.maximum.reduceat(created, starts)})
-    pages = {}
-    for group in np.flatnonzero((committed < np.maximum(page_count, 1)) | retried):  # what a resumed run keeps
-        first, last = starts[group], starts[group] + rows[group]
-        pages[(doc[first].as_py(), int(size[first]), int(mtime[first]))] = \
-            frozenset(int(p) for p in page[first:last][settled[first:last]])
-    return OutputIndex(grouped, pages)
+        return None
+    scanner = ds.scanner(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression(),
+                         batch_size=BATCH_ROWS)
+    schema = scanner.projected_schema.append(pa.field("settled", pa.bool_()))
+    batches = (batch.append_column("settled", pa.array(policy.settled(batch)))
+               for batch in scanner.to_batches() if batch.num_rows)
+    return pa.RecordBatchReader.from_batches(schema, batches)
+
+
+class CommittedIndex:
+    """The output's rows of a scope per document version, in DuckDB on disk. `match()` joins a
+    listing against them; `unlisted()` and `unlisted_cleanup()` then cover the rest. Use as a
+    context manager: the database and its spill files are deleted on exit."""
+
+    def __init__(self, folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None,
+                 memory_limit: str = MEMORY_LIMIT):
+        self._tmp = tempfile.TemporaryDirectory(prefix="pageray-plan-")
+        self._db: duckdb.DuckDBPyConnection | None = None
+        rows = _committed_rows(folder, scope, policy or RetryPolicy())
+        if rows is None:
+            return
+        self._db = duckdb.connect(f"{self._tmp.name}/index.duckdb", config={
+            "memory_limit": memory_limit, "temp_directory": f"{self._tmp.name}/spill",
+            "preserve_insertion_order": False})
+        self._db.register("committed_rows", rows)
+        self._db.execute(_VERSIONS)
+        self._db.unregister("committed_rows")
+        if not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]:
+            self.close()  # nothing of this scope: the listing streams straight through
+
+    def match(self, listing: Iterable[DocRef]) -> Iterator[tuple[DocRef, Match]]:
+        """Each listed document with what the output holds of it, in listing order. With
+        anything committed, the whole listing goes into DuckDB before the first answer."""
+        if self._db is None:
+            yield from ((doc, NO_MATCH) for doc in listing)
+            return
+        db = self._db
+        db.execute("CREATE TABLE listed (seq BIGINT, doc_id VARCHAR, uri VARCHAR, size BIGINT, mtime BIGINT)")
+        chunk: list[DocRef] = []
+        seq = 0
+        for doc in listing:
+            chunk.append(doc)
+            if len(chunk) == BATCH_ROWS:
+                self._insert_listed(seq, chunk)
+                seq, chunk = seq + len(chunk), []
+        self._insert_listed(seq, chunk)
+        # a relation's reader streams the result (an execute() result would be copied whole first)
+        with db.sql(_JOIN).to_arrow_reader(BATCH_ROWS) as reader:
+            for batch in reader:
+                for _, uri, size, mtime, committed, count, duplicated, retried, pages, others in zip(
+                        *batch.to_pydict().values()):
+                    current = None if committed is None else DocVersion(
+                        committed=committed, page_count=count or None, duplicated=duplicated, retried=retried,
+                        pages=frozenset(pages or ()))
+                    yield DocRef(uri, size, mtime), Match(current, others)
+
+    def _insert_listed(self, start: int, docs: list[DocRef]) -> None:
+        chunk = pa.table({"seq": pa.array(range(start, start + len(docs)), pa.int64()),
+                          "doc_id": [d.doc_id for d in docs], "uri": [d.uri for d in docs],
+                          "size": pa.array([d.size for d in docs], pa.int64()),
+                          "mtime": pa.array([d.mtime_ns for d in docs], pa.int64())})
+        self._db.register("listed_chunk", chunk)
+        self._db.execute("INSERT INTO listed SELECT * FROM listed_chunk")
+        self._db.unregister("listed_chunk")
+
+    def unlisted(self) -> set[str]:
+        """Documents of the output that the listing did not name."""
+        if self._db is None:
+            return set()
+        return {d for (d,) in self._db.execute("SELECT doc_id FROM documents ANTI JOIN listed USING (doc_id)").fetchall()}
+
+    def unlisted_cleanup(self) -> tuple[dict[str, tuple[int, int]], set[str]]:
+        """What a killed run left behind in documents the listing did not name: the version that
+        stays of each document with several, and the documents with a page committed twice."""
+        keep: dict[str, tuple[int, int]] = {}
+        duplicated: set[str] = set()
+        if self._db is None:
+            return keep, duplicated
+        with self._db.sql(_UNLISTED_CLEANUP).to_arrow_reader(BATCH_ROWS) as reader:
+            for batch in reader:
+                for doc_id, several, doubled, size, mtime in zip(*batch.to_pydict().values()):
+                    if doubled:
+                        duplicated.add(doc_id)
+                    if several:
+                        keep[doc_id] = (size, mtime)
+        return keep, duplicated
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "CommittedIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -4,20 +4,23 @@ Each listed document is compared with what the output already holds (`pipeline.l
 new, changed (same location, other size/mtime), resumed (same version, some pages committed
 by a run that was killed), retried (some rows are not final: pipeline.ledger.retry), skipped
 (complete), or forced. What killed runs left behind is planned for cleanup in every document
-of the scope, listed or not. The listing is consumed as a stream
-and written in shards, so the driver's memory does not grow with the corpus.
+of the scope, listed or not. The listing is joined against the committed pages out of core
+(in DuckDB, spilling to disk) and the result written in shards as it streams, so the driver's
+memory grows neither with the corpus nor with the output.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.ledger.index import DocVersion, Scope, load_index
+from pageray.pipeline.ledger.index import CommittedIndex, Match, Scope
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.records import check_claim
+from pageray.pipeline.ledger.retry import RetryPolicy
 from pageray.pipeline.storage import DocRef, iter_documents, log_skip, printable_path
 
 SHARD_DOCS = 50_000
@@ -66,15 +69,14 @@ class Plan:
                 "passed_over": dict(self.passed_over), "passed_over_examples": self.passed_over_examples}
 
 
-def classify(doc: DocRef, versions: dict[tuple[int, int], DocVersion], force: bool
-             ) -> tuple[str, list[int], int | None]:
-    """(kind, pages already committed, known page count) for one listed document, given the
-    versions of it the output holds (OutputIndex.versions)."""
-    current = versions.get((doc.size, doc.mtime_ns))
+def classify(match: Match, force: bool) -> tuple[str, list[int], int | None]:
+    """(kind, pages already committed, known page count) for one listed document, given what
+    the output holds of it (CommittedIndex.match)."""
+    current = match.current
     known = current.page_count if current else None
     if force:
-        return ("forced" if versions else "new"), [], known
-    if not versions:
+        return ("forced" if match else "new"), [], known
+    if not match:
         return "new", [], None
     if current is None:
         return "changed", [], None
@@ -101,40 +103,46 @@ def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope
     config's schema and model) and write the plan shards."""
     plan = Plan(uri=folder.plan_uri(config.run_id), path=folder.plan_path(config.run_id))
     plan.scope = scope or Scope.of(config.extraction_schema().id, config.model, folder.manifest())
-    index = load_index(folder, plan.scope, config.retry_policy())
+    with CommittedIndex(folder, plan.scope, RetryPolicy.of(config)) as index:
+        listing = iter_documents(config.inputs, follow_symlinks=config.follow_symlinks, on_skip=plan.pass_over)
+        _plan_listed(config, folder, plan, index.match(listing), write)
+        # and in every document of this schema and model that the listing did not name
+        if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
+            plan.unlisted = index.unlisted()
+        keep, duplicated = index.unlisted_cleanup()
+    plan.current_versions.update(keep)
+    plan.duplicated |= duplicated
+    return plan
+
+
+def _plan_listed(config: RunConfig, folder: OutputFolder, plan: Plan, matches: Iterator[tuple[DocRef, Match]],
+                 write: bool) -> None:
     buf: list[tuple] = []
-    for doc in iter_documents(config.inputs, follow_symlinks=config.follow_symlinks, on_skip=plan.pass_over):
-        versions = index.versions(doc.doc_id)
-        kind, done, known_pages = classify(doc, versions, config.force)
+    for doc, match in matches:
+        kind, done, known_pages = classify(match, config.force)
         plan.kinds[kind] += 1
+        doc_id = doc.doc_id
         # Cleanup is planned for skipped documents too: a run killed after committing a changed
         # file's new rows (or during a --force run) left old or doubled rows that must still go.
-        if any(v != (doc.size, doc.mtime_ns) for v in versions):
-            plan.current_versions[doc.doc_id] = (doc.size, doc.mtime_ns)
-        current = versions.get((doc.size, doc.mtime_ns))
+        if match.others:
+            plan.current_versions[doc_id] = (doc.size, doc.mtime_ns)
+        current = match.current
         # a redone page's old row stays until compaction keeps the newest row of each page
         if current is not None and (current.duplicated or current.retried) and kind != "forced":
-            plan.duplicated.add(doc.doc_id)
+            plan.duplicated.add(doc_id)
         if kind == "skipped":
             continue
         if kind == "forced":
-            plan.forced.add(doc.doc_id)
+            plan.forced.add(doc_id)
         plan.documents += 1
         plan.bytes += doc.size
         plan.estimated_pages += known_pages or max(1, doc.size // BYTES_PER_PAGE_GUESS)
-        buf.append((doc.doc_id, doc.uri, doc.size, doc.mtime_ns, kind, done))
+        buf.append((doc_id, doc.uri, doc.size, doc.mtime_ns, kind, done))
         if len(buf) >= SHARD_DOCS:
             _end_shard(folder, config.run_id, plan, buf, write)
             buf = []
     if buf:
         _end_shard(folder, config.run_id, plan, buf, write)
-    # and in every document of this schema and model that the listing did not name
-    if config.prune and sum(plan.kinds.values()):  # an unmounted folder lists nothing: prune nothing
-        plan.unlisted = index.unlisted()
-    keep, duplicated = index.unlisted_cleanup()
-    plan.current_versions.update(keep)
-    plan.duplicated |= duplicated
-    return plan
 
 
 def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: str | None = None,
