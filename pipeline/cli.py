@@ -19,7 +19,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(model_app, name="model")
 
 
-def fail(exc: BaseException) -> None:
+def fail(exc: BaseException | str) -> None:
     typer.secho(f"pageray: {exc}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
 
@@ -40,10 +40,17 @@ def print_summary(record: dict) -> None:
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
 
 
+# Typer prints a type beside every option, flags too ("--force <bool>"), which reads as if a flag
+# took a value (and `--force true` then reads "true" as an input): a flag's metavar is empty.
+FLAG = ""
+
+
 def _option(field: str, help: str, **kw):
     """A `pageray extract` option for a RunConfig field: its flag and default come from the config;
     not given, it is None and the config's default applies."""
     shown = default(field)
+    if isinstance(shown, bool):
+        kw.setdefault("metavar", FLAG)
     return typer.Option(None, flag(field), help=help + ("" if shown in (None, False, []) else f" (default {shown})"), **kw)
 
 
@@ -59,7 +66,7 @@ def extract(
     config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE",
                                               help="YAML/JSON file of options (keys: the options' names, e.g. "
                                               "batch_size, or their flags); flags given here override it"),
-    verbose: bool = typer.Option(False, "--verbose", help="also show Ray's own log lines (always kept in Ray's "
+    verbose: bool = typer.Option(False, "--verbose", metavar=FLAG, help="also show Ray's own log lines (always kept in Ray's "
                                  "log folder); does not change the run"),
     model: Optional[str] = _option("model", "hub id or local folder with Idefics2 weights"),
     batch_size: Optional[str] = _option("batch_size", "pages per model batch, or auto (fit the GPU's free memory; "
@@ -74,10 +81,11 @@ def extract(
     dtype: Optional[str] = _option("dtype", "auto|bfloat16|float16|float32"),
     quantize: Optional[str] = _option("quantize", "4bit|8bit (bitsandbytes, GPU only)"),
     attn_implementation: Optional[str] = _option("attn_implementation", "auto|sdpa|flash_attention_2|eager"),
-    split_images: Optional[bool] = typer.Option(None, f"--split/{flag('split_images')}",
+    split_images: Optional[bool] = typer.Option(None, f"--split/{flag('split_images')}", metavar=FLAG,
                                                 help="4 crops + the page per image (default), or one 980px image"),
     actors: Optional[int] = _option("actors", "extractor actors (default: one per GPU, 1 on CPU)"),
-    run_id: Optional[str] = typer.Option(None, "--run-id"),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="name of this run's record and part files "
+                                         "(default: the UTC time and a random suffix)"),
     force: Optional[bool] = _option("force", "recompute documents already in the output"),
     prune: Optional[bool] = _option("prune", "drop rows of documents under INPUTS no longer listed"),
     wait: Optional[bool] = _option("wait", "wait for a live run on the same output instead of refusing"),
@@ -104,6 +112,9 @@ def extract(
     from pageray.pipeline.ray_logs import set_verbose
 
     set_verbose(verbose)
+    for path in inputs or []:  # `--force true`: the flag takes no value, so "true" came here as an input
+        if path.lower() in ("true", "false") and not Path(path).exists():
+            fail(f"input {path!r} does not exist; flags take no value: write --force, not --force {path}")
     try:  # the Python API's extract(): one config, validated before any work, for both
         # pipeline.config_file: the --config file's options, the flags given over them
         values = resolve_options(load_config_file(config_file) if config_file else {}, values, config_file)
@@ -148,6 +159,7 @@ def plan(
 
 @schemas_app.command("list")
 def schemas_list() -> None:
+    """The built-in schemas: name, version, id and description."""
     from pageray.schemas import list_builtin, load_schema
 
     for name in list_builtin():
@@ -156,7 +168,8 @@ def schemas_list() -> None:
 
 
 @schemas_app.command("show")
-def schemas_show(name: str) -> None:
+def schemas_show(name: str = typer.Argument(..., help="a built-in name, a schema file or models.py:Class")) -> None:
+    """A schema's fields, types and output budget."""
     from pageray.schemas import load_schema, schema_summary
 
     try:
@@ -166,7 +179,8 @@ def schemas_show(name: str) -> None:
 
 
 @model_app.command("tiny")
-def model_tiny(out: Path = typer.Option(..., "--out"), seed: int = 0) -> None:
+def model_tiny(out: Path = typer.Option(..., "--out", help="the folder to write it to (pass it as --model)"),
+               seed: int = typer.Option(0, "--seed", help="seed of its random weights")) -> None:
     """Build the offline tiny Idefics2 (random weights) used by tests and the demo."""
     from pageray.extractors.tiny import build_tiny_model
 
@@ -174,9 +188,10 @@ def model_tiny(out: Path = typer.Option(..., "--out"), seed: int = 0) -> None:
 
 
 @app.command()
-def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir"),
+def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir", help="folder for the samples, the "
+                                      "tiny model and the output"),
          model: Optional[str] = typer.Option(None, "--model", help="default: build the tiny offline model"),
-         verbose: bool = typer.Option(False, "--verbose", help="also show Ray's own log lines")) -> None:
+         verbose: bool = typer.Option(False, "--verbose", metavar=FLAG, help="also show Ray's own log lines")) -> None:
     """Make sample documents, build the tiny model if needed, run the pipeline, print a summary."""
     from pageray.pipeline.demo import run_demo
     from pageray.pipeline.ray_logs import set_verbose
@@ -241,7 +256,7 @@ def compact(out: str = typer.Argument(..., help="an output folder or s3:// prefi
                                                     help="size of a merged file (default: 128)"),
             target_rows: Optional[int] = typer.Option(None, "--target-rows", min=1,
                                                       help="rows of a merged file (default: 100000)"),
-            wait: bool = typer.Option(False, "--wait", help="wait for a run that holds the folder")) -> None:
+            wait: bool = typer.Option(False, "--wait", metavar=FLAG, help="wait for a run that holds the folder")) -> None:
     """Merge small part files into large ones (each run also does it when it ends)."""
     from pageray.pipeline.ledger.merge import compact as merge, describe
 

@@ -11,6 +11,7 @@ into pageray's dialect (schemas.jsonschema), then checked as usual.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from importlib import resources
@@ -69,13 +70,17 @@ def load_schema(spec: str | type) -> ExtractionSchema:
         document, name, description, version = pydantic_models.model_document(model, spec)
         return _from_plain(document, spec, pydantic_models.slug(name), description, version,
                            pydantic_models.model_budget(model))
+    if path.suffix.lower() == ".py":  # a model's file, without its class
+        raise SchemaError(pydantic_models.python_file_hint(spec))
     if not path.is_file() and (path.suffix.lower() in SUFFIXES or len(path.parts) > 1):
         raise SchemaError(f"schema file {spec!r} not found (and it is no built-in name: "
                           f"{', '.join(list_builtin())})")
     if not path.is_file():
+        close = difflib.get_close_matches(spec, list_builtin(), 1)
         raise SchemaError(
-            f"schema {spec!r} is neither a built-in schema nor an existing file; use one of "
-            f"{', '.join(list_builtin())}, or the path of a .json or .yaml schema file")
+            f"schema {spec!r} is neither a built-in schema nor an existing file; "
+            + (f"did you mean {close[0]!r}? " if close else "") + f"use one of {', '.join(list_builtin())}, "
+            "the path of a .json or .yaml schema file, or a Pydantic model as models.py:ClassName")
     return load_schema_file(path)
 
 

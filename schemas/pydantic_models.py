@@ -7,6 +7,7 @@ executed. Import models you trust, as you would any other Python code.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -53,6 +54,22 @@ def import_model(spec: str) -> type:
                               + (f"; its models: {', '.join(models)}" if models else ""))
         target = getattr(target, part)
     return target
+
+
+def python_file_hint(spec: str) -> str:
+    """The refusal of a bare .py path as a schema: a model in it is named file.py:ClassName. The
+    classes are listed from the file's syntax tree; a plain path is never run (module doc)."""
+    path = Path(spec).expanduser()
+    try:
+        if path.stat().st_size > 1_000_000:
+            raise OSError
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return f"{spec}: a Pydantic model is named as {spec}:ClassName" + ("" if path.is_file() else
+                                                                            f" (and {str(path)!r} was not found)")
+    classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    named = f" (classes in it: {', '.join(f'{spec}:{c}' for c in classes[:8])})" if classes else ""
+    return f"{spec}: a Pydantic model is named as {spec}:ClassName{named}"
 
 
 def model_document(model: Any, where: str) -> tuple[dict[str, Any], str, str, str | None]:

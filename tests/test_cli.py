@@ -193,3 +193,45 @@ def test_plan_counts_what_an_output_already_holds_with_its_own_schema_and_model(
     other = json.loads(invoke("plan", str(samples), "--out", str(out), "--schema", "receipt", "--append").output)
     assert (other["skipped"], other["new"]) == (0, len(files))
     assert DEFAULT_MODEL != "/models/idefics2-8b"
+
+
+def _commands(command, path=()):
+    yield path, command
+    if hasattr(command, "commands"):  # a group (typer's own click, not necessarily the installed one)
+        for name, sub in command.commands.items():
+            yield from _commands(sub, path + (name,))
+
+
+def test_every_command_and_option_has_a_help_line_and_flags_show_no_type():
+    import typer.main
+
+    for path, command in _commands(typer.main.get_command(app)):
+        if path == ("bench",):
+            continue  # its options are benchmarks/bench_extract.py's, listed by `pageray bench --help`
+        assert path == () or (command.help or "").strip(), f"pageray {' '.join(path)} has no help line"
+        for param in command.params:
+            assert (getattr(param, "help", None) or "").strip(), f"pageray {' '.join(path)} {param.name}: no help"
+        help_text = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250"}).output
+        flags = [p for p in command.params if getattr(p, "is_flag", False)]
+        for option in flags:
+            line = next(line for line in help_text.splitlines() if f" {option.opts[0]} " in line)
+            assert "<bool>" not in line, line  # shown as a flag, not as an option taking a value
+    assert any(o.opts == ["--force"] for o in typer.main.get_command(app).commands["extract"].params
+               if getattr(o, "is_flag", False))
+
+
+def test_a_flag_given_a_value_is_refused_saying_flags_take_none(samples, tmp_path):
+    result = invoke("extract", str(samples), "--force", "true", "--schema", "invoice", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "--force, not --force true" in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_mistyped_schema_gets_the_nearest_name_and_a_model_file_its_class_form(samples, tmp_path, monkeypatch):
+    typo = invoke("extract", str(samples), "--schema", "invoce", "--out", str(tmp_path / "o"))
+    assert typo.exit_code == 2 and "did you mean 'invoice'" in typo.output and "models.py:ClassName" in typo.output
+    monkeypatch.chdir(tmp_path)  # the user's own folder, with their own models.py
+    (tmp_path / "models.py").write_text("from pydantic import BaseModel\n\n\nclass Invoice(BaseModel):\n"
+                                        '    """An invoice."""\n    total: float\n', encoding="utf-8")
+    bare = invoke("extract", str(samples), "--schema", "models.py", "--out", str(tmp_path / "o"))
+    assert bare.exit_code == 2 and "models.py:Invoice" in bare.output, bare.output
+    assert not (tmp_path / "o").exists()
