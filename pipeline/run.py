@@ -198,9 +198,9 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                         duplicate_files_rewritten=drop_duplicate_pages(folder, plan.duplicated, plan.scope),
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
             beat.check_lease()
-            beat.update(**merge_small_files(folder, config.run_id))
             if config.document_scope():
                 beat.update(**sync_documents(folder, config.extraction_schema(), plan.scope, config.run_id))
+            beat.update(**merge_small_files(folder, config.run_id))  # the document file just written too
         state = RunState.SUCCEEDED.value
     except BaseException as exc:
         state = RunState.FAILED.value

@@ -100,3 +100,24 @@ def test_a_multi_image_document_row_takes_the_answer_on_its_first_page(tmp_path)
     # found against the text of all its pages, no page named
     assert [(g["field"], g["found"], g["page"]) for g in m[9]] == [
         ("title", False, None), ("total", True, None), ("items[0]", False, None)]
+
+
+def test_small_document_files_are_merged_like_page_files(tmp_path):
+    """Each document-scope run writes a file of the documents it made again: six runs, six small
+    files; merging (the end of a run, or `pageray compact`) leaves one, with the same rows, which
+    the next sync keeps as they are."""
+    from pageray.pipeline.ledger.merge import compact
+
+    out = tmp_path / "out"
+    folder = OutputFolder(str(out))
+    folder.write_manifest({"schema_id": SCHEMA.id, "model": "m"})
+    for run in range(6):
+        pages(out, f"r{run}", f"d{run}", [{"title": f"T{run}", "total": float(run), "items": []}], minutes=run)
+        sync_documents(folder, SCHEMA, SCOPE, f"r{run}")
+    assert len(list((out / DOCUMENTS_DIR).iterdir())) == 6
+    before = documents(out)
+    report = compact(str(out), log=lambda _: None)
+    assert report["merged_files"] == 6 + 6 and report["merged_into"] == 2  # six page files and six document files
+    assert len(list((out / DOCUMENTS_DIR).iterdir())) == 1 and documents(out) == before
+    assert sync_documents(folder, SCHEMA, SCOPE, "r7") == {"documents_written": 0, "documents_dropped": 0}
+    assert documents(out) == before

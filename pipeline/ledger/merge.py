@@ -1,5 +1,8 @@
 """Merging small part files into few large ones, so a million pages are not 30,000 files.
 
+The same for OUT/data/ (pages) and OUT/documents/ (document rows: each document-scope run adds a
+file of the documents it made again); a file is only ever merged with files of its own folder.
+
 Why: every Ray block commits its own part file (about 30 pages), and DuckDB, Spark and S3 pay
 per file (a listing, a footer read, a GET, a request charge). After each run, and on demand
 with `pageray compact OUT`, the small files are merged into files of about TARGET_BYTES or
@@ -27,12 +30,12 @@ from typing import Callable, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pageray.pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, OutputFolder, part_name, utc_now
+from pageray.pipeline.ledger.folder import COMPACT_DIR, DATA_DIR, DOCUMENTS_DIR, OutputFolder, part_name, utc_now
 
 TARGET_BYTES = 128 * 2**20
 TARGET_ROWS = 100_000
 ROW_GROUP_ROWS = 10_000
-_KEYS = ["doc_id", "doc_sha256", "page_index"]
+_KEYS = ["doc_id", "doc_sha256", "page_index"]  # a document row's file has no page_index: 0 (documents.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +72,11 @@ def recover(folder: OutputFolder) -> int:
     journals = folder.journals()
     for name in journals:
         journal = folder.read_json(f"{COMPACT_DIR}/{name}") or {}
-        if journal.get("target") and folder.exists(_data(folder, journal["target"])):
+        where = journal.get("folder", DATA_DIR)
+        if journal.get("target") and folder.exists(_path(folder, where, journal["target"])):
             for source in journal.get("sources", []):
-                if folder.exists(_data(folder, source)):
-                    folder.delete(_data(folder, source))
+                if folder.exists(_path(folder, where, source)):
+                    folder.delete(_path(folder, where, source))
         folder.delete(f"{folder.path}/{COMPACT_DIR}/{name}")
     return len(journals)
 
@@ -83,30 +87,32 @@ def merge_small_files(folder: OutputFolder, merge_id: str, target_bytes: int = T
     """Merge the folder's small part files (call it holding the lease; `before_each` runs
     before each merge, to renew it or to stop when it was lost); return what it did."""
     recovered = recover(folder)
-    parts = []
-    for info in folder.part_files():
-        if info.size * 2 >= target_bytes:
-            continue  # big already: no need to read its footer
-        meta = pq.read_metadata(info.path, filesystem=folder.fs)
-        parts.append(Part(info.base_name, info.size, meta.num_rows, meta.schema.to_arrow_schema().to_string()))
     merged = written = 0
-    for sources in plan_bins(parts, target_bytes, target_rows):
-        before_each()
-        _merge(folder, merge_id, sources)
-        merged += len(sources)
-        written += 1
+    for where, files in ((DATA_DIR, folder.part_files()), (DOCUMENTS_DIR, folder.document_files())):
+        parts = []
+        for info in files:
+            if info.size * 2 >= target_bytes:
+                continue  # big already: no need to read its footer
+            meta = pq.read_metadata(info.path, filesystem=folder.fs)
+            parts.append(Part(info.base_name, info.size, meta.num_rows, meta.schema.to_arrow_schema().to_string()))
+        for sources in plan_bins(parts, target_bytes, target_rows):
+            before_each()
+            _merge(folder, merge_id, where, sources)
+            merged += len(sources)
+            written += 1
     return {"merge_recovered": recovered, "merged_files": merged, "merged_into": written}
 
 
-def _merge(folder: OutputFolder, merge_id: str, sources: list[str]) -> None:
-    paths = [_data(folder, s) for s in sources]
-    keys = pa.concat_tables(pq.read_table(p, filesystem=folder.fs, columns=_KEYS) for p in paths)
+def _merge(folder: OutputFolder, merge_id: str, where: str, sources: list[str]) -> None:
+    paths = [_path(folder, where, s) for s in sources]
+    columns = _KEYS if where == DATA_DIR else _KEYS[:2]
+    keys = _keys(pa.concat_tables(pq.read_table(p, filesystem=folder.fs, columns=columns) for p in paths))
     target = part_name(merge_id, keys)
     journal = f"{COMPACT_DIR}/{target}.json"
-    folder.write_json(journal, {"target": target, "sources": sources, "merge_id": merge_id,
+    folder.write_json(journal, {"target": target, "folder": where, "sources": sources, "merge_id": merge_id,
                                 "started_at": utc_now()})
     schema = pq.read_schema(paths[0], filesystem=folder.fs)
-    folder.write_parquet_stream(_data(folder, target), schema,
+    folder.write_parquet_stream(_path(folder, where, target), schema,
                                 (pq.read_table(p, filesystem=folder.fs, schema=schema) for p in paths),
                                 ROW_GROUP_ROWS)
     for path in paths:
@@ -114,8 +120,14 @@ def _merge(folder: OutputFolder, merge_id: str, sources: list[str]) -> None:
     folder.delete(f"{folder.path}/{journal}")
 
 
-def _data(folder: OutputFolder, name: str) -> str:
-    return f"{folder.path}/{DATA_DIR}/{name}"
+def _keys(table: pa.Table) -> pa.Table:
+    if "page_index" in table.column_names:
+        return table
+    return table.append_column("page_index", pa.array([0] * table.num_rows, pa.int32()))
+
+
+def _path(folder: OutputFolder, where: str, name: str) -> str:
+    return f"{folder.path}/{where}/{name}"
 
 
 def compact(uri: str, *, wait: bool = False, target_bytes: int = TARGET_BYTES,
