@@ -16,10 +16,8 @@ leaves as its page rows.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -34,20 +32,11 @@ from pageray.extractors.loading import ModelSpec, load_model
 from pageray.extractors.multi_image import MultiImage
 from pageray.extractors.pixels import PreparePixels, unpack_crops
 from pageray.extractors.prompts import PromptBook
+from pageray.extractors.settings import ExtractSettings
 from pageray.extractors.vision import PageEncoder
-from pageray.pipeline.config import default
 from pageray.pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pageray.pipeline.errors import describe
 from pageray.schemas import ExtractionSchema, arrow_type, coerce, generation_schema
-from pageray.schemas.budget import effective_budget
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    batch_size: int | str = default("batch_size")  # or "auto": extractors.batching
-    max_new_tokens: int | None = default("max_new_tokens")  # None: the schema's (schemas.budget)
-    page_time_limit_s: float | None = default("page_time_limit_s")
-    page_prompts: bool = False  # document scope: each page's prompt says "page k of n" (RunConfig.document_scope)
 
 
 def _clean_text(value: Any) -> Any:
@@ -84,10 +73,8 @@ class ExtractFields:
                  loaded: tuple | None = None):
         """`loaded`: (model, processor, device) already in memory, as the benchmark holds them;
         by default `spec` is loaded (once per actor)."""
-        # Resolved here too, by the same rule as a run (RunConfig.with_budget), for callers that
-        # build ExtractSettings themselves: everything below sees a number.
-        tokens, _ = effective_budget(settings.max_new_tokens, schema)
-        settings = dataclasses.replace(settings, max_new_tokens=tokens)
+        if settings.max_new_tokens is None:  # a run hands on its resolved budget; a caller may leave it to the schema
+            settings, _ = settings.for_schema(schema)
         self.spec, self.schema, self.settings = spec, schema, settings
         self.model, self.processor, self.device = loaded if loaded is not None else load_model(spec)
         self.out_schema = output_schema(arrow_type(schema))

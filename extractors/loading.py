@@ -19,9 +19,23 @@ from pageray.pipeline.errors import ModelLoadError
 PROCESSOR_SIZE = {"longest_edge": 980, "shortest_edge": 378}
 
 
+DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
+
+
+def canonical_model(model: str) -> str:
+    """A hub id as it is; a local model folder (it exists, or is written as a path) as its real
+    path, so that "/models/x/", "/models/x" and a link to it name one model (in the config, the
+    output's manifest and its rows)."""
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith(("/", ".", "~")):
+        return str(path.resolve())
+    return model
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    model: str = "HuggingFaceM4/idefics2-8b"
+    """How the model is loaded; the defaults, written here, are RunConfig's (pipeline.config)."""
+    model: str = DEFAULT_MODEL
     dtype: str = "auto"                 # auto -> bfloat16 on GPU, float32 on CPU
     attn_implementation: str = "auto"   # auto -> flash_attention_2 if installed on GPU, else sdpa
     quantize: str | None = None         # None | "4bit" | "8bit"

@@ -19,21 +19,19 @@ batch_size // n of them, since each holds n pages' tokens.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from pageray.extractors.bundle import page_count, unbundle
 from pageray.extractors.grounding import ground
 from pageray.pipeline.datamodel import Status
 from pageray.pipeline.errors import describe
 
-if TYPE_CHECKING:  # the extractor holds this; this uses its model parts and settings
-    from pageray.extractors.extractor import ExtractFields
-
 METHOD = "multi_image"
 
 
 class MultiImage:
-    def __init__(self, extractor: "ExtractFields"):
+    def __init__(self, extractor):
+        # the ExtractFields that holds this (not imported: it imports this module); its model
+        # parts, settings and batching are used as they are
         self.ex = extractor
 
     def __call__(self, bundles: list[dict]) -> list[dict]:

@@ -15,6 +15,7 @@ rather than let a fine-tune's different config silently get different pixels.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -22,10 +23,21 @@ import numpy as np
 from pageray.extractors.loading import PROCESSOR_SIZE
 from pageray.pipeline.datamodel import batch_to_rows
 from pageray.pipeline.errors import ModelLoadError
-from pageray.pipeline.render.geometry import model_canvas
 
 BILINEAR = 2  # PIL.Image.Resampling.BILINEAR, the only resample model_crops implements
 _F64_CHUNK_ELEMENTS = 1 << 26  # bounds normalize's float64 temporary to 512 MiB
+
+# Idefics2's processor scales the longest side to 980 px and its crops to half that; a page
+# thinner than this ratio rounds to 0 px there (ZeroDivisionError). Such strips are padded.
+MAX_MODEL_ASPECT = 40
+MIN_MODEL_SIDE_PX = 28
+
+
+def model_canvas(width: int, height: int) -> tuple[int, int]:
+    """The smallest canvas (width, height) >= the image that the model's processor can take:
+    no side below MIN_MODEL_SIDE_PX and no aspect ratio beyond MAX_MODEL_ASPECT."""
+    floor = max(MIN_MODEL_SIDE_PX, math.ceil(max(width, height) / MAX_MODEL_ASPECT))
+    return max(int(width), floor), max(int(height), floor)
 
 
 def model_canvas_image(image: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
-"""pageray's pipeline. The base layer is here: `config` (the run's validated config),
-`datamodel` (the page row and statuses), `errors` (what stops a run), `storage` (listing and
-reading inputs), `run` (the Ray driver), `cli`, `api` (`extract` and `read` for Python code), and
-the demo. The layers above it: `render/` (documents to page images), `ledger/` (exactly-once and
-incremental output), `bench/` (the throughput benchmark). The model side is in the top-level
-`extractors/`."""
+"""pageray's pipeline: the driver side (`cli`, `api` with `extract` and `read` for Python code, `run`
+the Ray driver, `ledger/` exactly-once and incremental output, `bench/`, `report/`, `evaluation/`,
+the demo), `config` (the run's validated config, composing each layer's settings), `render/`
+(documents to page images) and the base (`datamodel`: the page row and statuses; `errors`: what
+stops a run; `storage`: listing and reading inputs). The model side is in the top-level
+`extractors/`. The layers are docs/ARCHITECTURE.md's, checked by import-linter."""
 
 __all__ = ["extract", "read"]
 

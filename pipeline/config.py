@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from pageray.extractors.loading import DEFAULT_MODEL, ModelSpec, canonical_model
+from pageray.extractors.settings import ExtractSettings
 from pageray.pipeline.errors import ConfigError, shown
 from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX
+from pageray.pipeline.render.limits import RenderLimits
 
-DEFAULT_MODEL = "HuggingFaceM4/idefics2-8b"
-
+# Each layer's settings own their defaults; RunConfig's fields read them there, and the CLI's help
+# reads RunConfig's (default below).
+_MODEL, _EXTRACT, _RENDER = ModelSpec(), ExtractSettings(), RenderLimits()
 
 
 def _flag(name: str) -> dict:
@@ -26,14 +30,6 @@ def flag(field: str) -> str:
     known = RunConfig.model_fields.get(field)  # an unknown key is named as the flag it would be
     extra = (known.json_schema_extra if known else None) or {}
     return extra.get("flag") or "--" + field.replace("_", "-")
-
-
-def canonical_model(model: str) -> str:
-    """A hub id as it is; a local model folder (it exists, or is written as a path) as its real path."""
-    path = Path(model).expanduser()
-    if path.exists() or model.startswith(("/", ".", "~")):
-        return str(path.resolve())
-    return model
 
 
 def new_run_id() -> str:
@@ -53,25 +49,25 @@ class RunConfig(BaseModel):
 
     # model / decoding
     # pages per model batch; "auto": the most that fit the GPU's free memory (extractors.batching)
-    batch_size: Union[int, Literal["auto"]] = "auto"
-    # output budget per page; None: the schema's (schemas.budget.effective_budget, see with_budget).
-    # The bounds are schemas.budget's MIN_TOKENS..MAX_TOKENS (importing it here would load schemas).
-    max_new_tokens: Optional[int] = Field(None, ge=8, le=8192)
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    quantize: Optional[Literal["4bit", "8bit"]] = None
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field("auto", **_flag("--attn"))
-    split_images: bool = Field(True, **_flag("--no-split"))
+    batch_size: Union[int, Literal["auto"]] = _EXTRACT.batch_size
+    # output budget per page, within the schemas' bounds; None: the schema's (resolved once per run: with_budget)
+    max_new_tokens: Optional[int] = _EXTRACT.max_new_tokens
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _MODEL.dtype
+    quantize: Optional[Literal["4bit", "8bit"]] = _MODEL.quantize
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        _MODEL.attn_implementation, **_flag("--attn"))
+    split_images: bool = Field(_MODEL.split_images, **_flag("--no-split"))
     actors: Optional[int] = Field(None, ge=1, le=4096, description="extractor actors; default one per GPU, or 1 on CPU")
-    page_time_limit_s: Optional[float] = Field(300.0, gt=0, **_flag("--page-time-limit"))
+    page_time_limit_s: Optional[float] = Field(_EXTRACT.page_time_limit_s, gt=0, **_flag("--page-time-limit"))
 
     # rendering limits (untrusted input)
-    longest_edge_px: int = Field(1960, ge=64, le=MAX_LONGEST_EDGE_PX, **_flag("--longest-edge"))
-    max_page_pixels: int = Field(1960 * 1960, ge=64 * 64, le=MAX_LONGEST_EDGE_PX**2)
-    max_pages_per_doc: int = Field(2000, ge=1)
-    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
-    render_timeout_s: float = Field(120.0, gt=0, **_flag("--render-timeout"))
-    render_memory_mb: int = Field(4096, ge=256)
-    render_retries: int = Field(1, ge=0, le=5)
+    longest_edge_px: int = Field(_RENDER.longest_edge_px, ge=64, le=MAX_LONGEST_EDGE_PX, **_flag("--longest-edge"))
+    max_page_pixels: int = Field(_RENDER.max_page_pixels, ge=64 * 64, le=MAX_LONGEST_EDGE_PX**2)
+    max_pages_per_doc: int = Field(_RENDER.max_pages_per_doc, ge=1)
+    max_file_bytes: int = Field(_RENDER.max_file_bytes, ge=1)
+    render_timeout_s: float = Field(_RENDER.render_timeout_s, gt=0, **_flag("--render-timeout"))
+    render_memory_mb: int = Field(_RENDER.render_memory_mb, ge=256)
+    render_retries: int = Field(_RENDER.render_retries, ge=0, le=5)
     # A file of passwords for encrypted PDFs (pipeline.render.passwords). The config, and so the run
     # record, keeps its path: its contents are read into _password_book, which model_dump leaves out.
     passwords: Optional[str] = Field(None, description="file of passwords to try on encrypted PDFs")
@@ -89,6 +85,9 @@ class RunConfig(BaseModel):
     retry: list[str] = Field(default_factory=list, description="final statuses to redo this run (pipeline.ledger.retry)")
     force: bool = False
     wait: bool = False  # wait for a live run on the same output instead of refusing (pipeline.ledger.lease)
+    # seconds this run's lease lasts unrenewed (it renews a few times per timeout): a driver paused or
+    # cut off for longer is taken over by the next run, and fenced (pipeline.ledger.lease)
+    lease_timeout_s: float = Field(120.0, ge=1, le=86400, **_flag("--lease-timeout"))
     prune: bool = False  # drop documents under the inputs that are no longer listed
     append: bool = False
     follow_symlinks: bool = False
@@ -123,6 +122,17 @@ class RunConfig(BaseModel):
         # a link to it are one model, and the folder's manifest and rows must not tell them apart.
         return canonical_model(v)
 
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _budget_within_bounds(cls, v: Optional[int]) -> Optional[int]:
+        # the check of a schema's own budget (schemas.budget), imported here: loading the schemas
+        # when this module is imported would slow every start of the CLI
+        from pageray.schemas.budget import budget_problems
+
+        if budget_problems(v):
+            raise ValueError(budget_problems(v)[0])
+        return v
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, v):
@@ -139,7 +149,7 @@ class RunConfig(BaseModel):
     @field_validator("retry")
     @classmethod
     def _retryable(cls, v: list[str]) -> list[str]:
-        from pageray.pipeline.ledger.retry import RETRYABLE_ON_REQUEST
+        from pageray.pipeline.datamodel import RETRYABLE_ON_REQUEST
 
         allowed = sorted(s.value for s in RETRYABLE_ON_REQUEST)
         for status in v:
@@ -217,23 +227,17 @@ class RunConfig(BaseModel):
         """This config with `max_new_tokens` resolved for `schema`, and where the value came from
         ("flag", "schema" or "derived"). A run works with, and records, the resolved config, so
         its record says which budget its rows had, whatever the schema file says later."""
-        from pageray.schemas.budget import effective_budget
-
-        tokens, source = effective_budget(self.max_new_tokens, schema)
-        config = self.model_copy(update={"max_new_tokens": tokens})
+        settings, source = self.extract_settings().for_schema(schema)
+        config = self.model_copy(update={"max_new_tokens": settings.max_new_tokens})
         if config.document_mode == "multi_image":  # its default page limit depends on the budget
             config = config.model_copy(update={"multi_image_max_pages": config.multi_image_pages()})
         return config, source
 
-    def model_spec(self):
-        from pageray.extractors.loading import ModelSpec
-
+    def model_spec(self) -> ModelSpec:
         return ModelSpec(model=self.model, dtype=self.dtype, attn_implementation=self.attn_implementation,
                          quantize=self.quantize, split_images=self.split_images)
 
-    def extract_settings(self):
-        from pageray.extractors.extractor import ExtractSettings
-
+    def extract_settings(self) -> ExtractSettings:
         return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
                                page_time_limit_s=self.page_time_limit_s, page_prompts=self.document_scope())
 
@@ -248,16 +252,9 @@ class RunConfig(BaseModel):
 
         return multi_image_page_limit(self.split_images, self.max_new_tokens or 0)
 
-    def retry_policy(self):
-        from pageray.pipeline.ledger.retry import RetryPolicy
-
-        return RetryPolicy(max_pages_per_doc=self.max_pages_per_doc, max_file_bytes=self.max_file_bytes,
-                           also_retry=frozenset(self.retry))
-
-    def render_limits(self):
+    def render_limits(self) -> RenderLimits:
         from dataclasses import fields
 
-        from pageray.pipeline.render.pages import RenderLimits
         from pageray.pipeline.render.passwords import NO_PASSWORDS
 
         limits = {f.name: getattr(self, f.name) for f in fields(RenderLimits) if f.name != "passwords"}
@@ -265,7 +262,7 @@ class RunConfig(BaseModel):
 
 
 def default(field: str):
-    """A RunConfig field's default: each default is written once, there, and the classes that
-    take the same settings (RenderLimits, ExtractSettings) and the CLI's help read it from here."""
+    """A RunConfig field's default, for the CLI's help. Those of the settings that RunConfig composes
+    (ModelSpec, ExtractSettings, RenderLimits) are written in those classes and read by its fields."""
     return RunConfig.model_fields[field].get_default(call_default_factory=True)
 

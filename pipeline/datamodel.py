@@ -36,6 +36,13 @@ class Status(str, enum.Enum):
         return self.value
 
 
+# What `--retry` may name: statuses that are final by default (ok rows are redone with --force).
+# Here, with the statuses, so that the config can check the flag; pipeline.ledger.retry applies it.
+RETRYABLE_ON_REQUEST = frozenset({Status.RENDER_CRASH, Status.RENDER_TIMEOUT, Status.RENDER_MEMORY,
+                                  Status.PAGE_TOO_LARGE, Status.RENDER_ERROR, Status.ENCRYPTED,
+                                  Status.INVALID_OUTPUT, Status.GENERATION_TIMEOUT})
+
+
 def _base_fields() -> list[pa.Field]:
     return [
         pa.field("run_id", pa.string(), nullable=False),

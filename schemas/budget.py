@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # schemas.model imports this module for the bounds
-    from pageray.schemas.model import ExtractionSchema
-
-# Bounds of any budget, from the flag or a schema (the flag's are the same: pipeline.config).
+# Bounds of any budget, from a schema or the --max-new-tokens flag (pipeline.config checks it with budget_problems).
 MIN_TOKENS, MAX_TOKENS = 8, 8192
 # Bounds of a derived budget: below 256 even a small schema's answer can be cut off by a page with
 # a few more items than expected; above 2048 a guess is better replaced by the schema's own value.
@@ -65,7 +62,14 @@ def derived_budget(json_schema: dict[str, Any]) -> int:
     return max(DERIVED_MIN, min(DERIVED_MAX, rounded))
 
 
-def effective_budget(requested: int | None, schema: "ExtractionSchema") -> tuple[int, str]:
+class Budgeted(Protocol):
+    """What a budget is resolved from: an ExtractionSchema (schemas.model, which imports this
+    module for the bounds, so it is not named here)."""
+    max_new_tokens: int | None
+    json_schema: dict[str, Any]
+
+
+def effective_budget(requested: int | None, schema: Budgeted) -> tuple[int, str]:
     """The budget a run uses and where it came from: the flag ("flag") wins over the schema's
     own value ("schema"), which wins over the derived default ("derived")."""
     if requested is not None:

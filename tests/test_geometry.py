@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pageray.pipeline.render.geometry import (MAX_MODEL_ASPECT, MIN_MODEL_SIDE_PX, fit_image, image_scale, model_canvas, pixel_size,
-                               render_scale)
+from pageray.pipeline.render.geometry import fit_image, image_scale, pixel_size, render_scale
 
 EDGE = 1960
 
@@ -112,16 +111,3 @@ def test_fitted_images_are_within_limits_and_never_larger(width, height, edge, m
     w_px, h_px = fit_image(width, height, edge, max_pixels)
     assert 1 <= w_px <= min(width, edge) and 1 <= h_px <= min(height, edge)
     assert w_px * h_px <= max(max_pixels, 1)
-
-
-@pytest.mark.parametrize("size, canvas", [
-    ((1960, 1386), (1960, 1386)),  # an A4 page is left alone
-    ((1960, 1), (1960, 49)),       # a 5000 x 1 pt strip: aspect capped at 40
-    ((1, 1960), (49, 1960)),
-    ((10, 5), (28, 28)),           # a speck: the minimum side
-    ((980, 24), (980, 28)),
-])
-def test_model_canvas_pads_only_what_the_processor_cannot_take(size, canvas):
-    assert model_canvas(*size) == canvas
-    width, height = canvas
-    assert min(width, height) >= MIN_MODEL_SIDE_PX and max(width, height) / min(width, height) <= MAX_MODEL_ASPECT

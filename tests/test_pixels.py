@@ -17,8 +17,11 @@ from transformers.models.idefics2.image_processing_pil_idefics2 import (
 
 from pageray.extractors.loading import PROCESSOR_SIZE
 from pageray.extractors.pixels import (
+    MAX_MODEL_ASPECT,
+    MIN_MODEL_SIDE_PX,
     PreparePixels,
     check_processor,
+    model_canvas,
     model_crops,
     normalize,
     pack_crops,
@@ -27,7 +30,6 @@ from pageray.extractors.pixels import (
     unpack_crops,
 )
 from pageray.pipeline.errors import ModelLoadError
-from pageray.pipeline.render.geometry import model_canvas
 from pageray.pipeline.render.pages import RenderLimits, render_document
 from pageray.pipeline.samples import SAMPLES
 
@@ -177,3 +179,16 @@ def test_processor_constants_and_settings_check():
             check_processor(other)
     with pytest.raises(ModelLoadError, match="do_image_splitting"):
         check_processor(proc, split=False)
+
+
+@pytest.mark.parametrize("size, canvas", [
+    ((1960, 1386), (1960, 1386)),  # an A4 page is left alone
+    ((1960, 1), (1960, 49)),       # a 5000 x 1 pt strip: aspect capped at 40
+    ((1, 1960), (49, 1960)),
+    ((10, 5), (28, 28)),           # a speck: the minimum side
+    ((980, 24), (980, 28)),
+])
+def test_model_canvas_pads_only_what_the_processor_cannot_take(size, canvas):
+    assert model_canvas(*size) == canvas
+    width, height = canvas
+    assert min(width, height) >= MIN_MODEL_SIDE_PX and max(width, height) / min(width, height) <= MAX_MODEL_ASPECT

@@ -163,8 +163,10 @@ def test_the_run_config_leaves_the_budget_to_the_schema_and_resolves_it_once(tmp
 
 
 def test_the_flag_has_the_schemas_bounds():
-    field_info = RunConfig.model_fields["max_new_tokens"]
-    bounds = {type(m).__name__: getattr(m, "ge", getattr(m, "le", None)) for m in field_info.metadata}
-    assert bounds == {"Ge": MIN_TOKENS, "Le": MAX_TOKENS}
-    with pytest.raises(ConfigError, match="--max-new-tokens"):
-        RunConfig.build(inputs=["x"], out="o", schema_ref="invoice", max_new_tokens=MIN_TOKENS - 1)
+    values = dict(inputs=["x"], out="o", schema_ref="invoice")
+    for good in (MIN_TOKENS, MAX_TOKENS):
+        assert RunConfig.build(**values, max_new_tokens=good).max_new_tokens == good
+    for bad in (MIN_TOKENS - 1, MAX_TOKENS + 1):
+        with pytest.raises(ConfigError, match=f"--max-new-tokens: max_new_tokens {bad} is not usable.*"
+                                              f"{MIN_TOKENS} to {MAX_TOKENS}"):
+            RunConfig.build(**values, max_new_tokens=bad)

@@ -4,10 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pageray.pipeline.bench.harness import BenchOptions
+from typing import Any
 
 
 def summary(rows: list[dict]) -> dict:
@@ -59,7 +56,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows: list[dict], path: str | Path, options: BenchOptions | None = None, extra: dict | None = None) -> None:
+def write_json(rows: list[dict], path: str | Path, options: Any = None, extra: dict | None = None) -> None:
+    """`options`: the bench's BenchOptions (bench.harness, which imports this), a dataclass, or None."""
     payload = {"options": asdict(options) if options else None, "summary": summary(rows), "rows": rows, **(extra or {})}
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 

@@ -29,10 +29,6 @@ import pyarrow.compute as pc
 from pageray.pipeline.datamodel import Status
 
 ALWAYS_RETRIED = frozenset({Status.READ_ERROR, Status.MODEL_ERROR})
-# what `--retry` may name: statuses that are final by default (ok rows are redone with --force)
-RETRYABLE_ON_REQUEST = frozenset({Status.RENDER_CRASH, Status.RENDER_TIMEOUT, Status.RENDER_MEMORY,
-                                  Status.PAGE_TOO_LARGE, Status.RENDER_ERROR, Status.ENCRYPTED,
-                                  Status.INVALID_OUTPUT, Status.GENERATION_TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,12 @@ class RetryPolicy:
     max_pages_per_doc: int | None = None
     max_file_bytes: int | None = None
     also_retry: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, config) -> "RetryPolicy":
+        """The policy of a run of `config` (a pipeline.config.RunConfig)."""
+        return cls(max_pages_per_doc=config.max_pages_per_doc, max_file_bytes=config.max_file_bytes,
+                   also_retry=frozenset(config.retry))
 
     def settled(self, table: pa.Table) -> np.ndarray:
         """Per row of `table` (columns status, page_index, doc_size): True where the row is final."""

@@ -106,17 +106,3 @@ def fit_image(
     if scale == 1.0:
         return int(width_px), int(height_px)
     return pixel_size(width_px, height_px, scale)
-
-
-# Idefics2's processor scales the longest side to 980 px and its crops to half that; a page
-# thinner than this ratio rounds to 0 px there (ZeroDivisionError). Such strips are padded.
-MAX_MODEL_ASPECT = 40
-MIN_MODEL_SIDE_PX = 28
-
-
-def model_canvas(width: int, height: int) -> tuple[int, int]:
-    """The smallest canvas (width, height) >= the image that the model's processor can take:
-    no side below MIN_MODEL_SIDE_PX and no aspect ratio beyond MAX_MODEL_ASPECT."""
-    _check_dimensions(width, height)
-    floor = max(MIN_MODEL_SIDE_PX, math.ceil(max(width, height) / MAX_MODEL_ASPECT))
-    return max(int(width), floor), max(int(height), floor)

@@ -8,17 +8,16 @@ pipeline.datamodel.PAGE_COLUMNS; the caller adds run and document identity.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 import pymupdf
 
 from pageray.pipeline.render import images as render_images
-from pageray.pipeline.config import default
 from pageray.pipeline.datamodel import Status, page_row
-from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX, render_scale
+from pageray.pipeline.render.geometry import render_scale
 from pageray.pipeline.render.images import ImageUnreadable, PageTooLarge
-from pageray.pipeline.render.passwords import NO_PASSWORDS, Candidates, PasswordBook, unlock
+from pageray.pipeline.render.limits import RenderLimits
+from pageray.pipeline.render.passwords import Candidates, PasswordBook, unlock
 
 ACCEPTED_FORMATS = "PDF, PNG, JPEG, TIFF"
 
@@ -31,42 +30,6 @@ _PDF_HEADER_WINDOW = 1024
 
 Pixels = tuple[bytes, int, int]
 PageRenderer = Callable[[int], tuple[Pixels, str]]
-
-
-@dataclass(frozen=True)
-class RenderLimits:
-    """Everything that bounds the rendering of one document, as one object from the config to the
-    render child; the defaults (pipeline.config's) suit Idefics2 with image splitting. Field names
-    are the config's, so a row's error names the setting to change."""
-
-    longest_edge_px: int = default("longest_edge_px")
-    max_page_pixels: int = default("max_page_pixels")
-    max_pages_per_doc: int = default("max_pages_per_doc")
-    max_file_bytes: int = default("max_file_bytes")
-    render_timeout_s: float = default("render_timeout_s")   # wall time per document (pipeline.render.isolation)
-    render_memory_mb: int = default("render_memory_mb")     # address space of a render child
-    render_retries: int = default("render_retries")         # retries of a page after a native crash
-    # not a limit: it rides along so that the config's render settings reach the step as one object
-    passwords: PasswordBook = field(default=NO_PASSWORDS, repr=False)
-
-    def __post_init__(self) -> None:
-        for limit in fields(self)[:4]:
-            value = getattr(self, limit.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"RenderLimits.{limit.name} must be an integer >= 1, got {value!r}")
-        if not self.render_timeout_s > 0 or self.render_memory_mb < 1 or self.render_retries < 0:
-            raise ValueError(f"RenderLimits: render_timeout_s > 0, render_memory_mb >= 1 and render_retries >= 0 "
-                             f"are needed, got {self}")
-        if self.longest_edge_px > MAX_LONGEST_EDGE_PX:
-            raise ValueError(
-                f"RenderLimits.longest_edge_px must be <= {MAX_LONGEST_EDGE_PX}, "
-                f"got {self.longest_edge_px}"
-            )
-        if self.max_page_pixels > MAX_LONGEST_EDGE_PX**2:
-            raise ValueError(
-                f"RenderLimits.max_page_pixels must be <= {MAX_LONGEST_EDGE_PX**2} "
-                f"({MAX_LONGEST_EDGE_PX} px squared), got {self.max_page_pixels}"
-            )
 
 
 def _row(page_index: int, page_count: int | None, status: Status, error: str | None = None,
