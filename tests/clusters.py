@@ -128,6 +128,10 @@ class Cluster:
     def dashboard_address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
+    def driver_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a driver (`pageray extract`, `python -c ...`) that joins this cluster."""
+        return {**self.env, "RAY_ADDRESS": self.gcs_address, **extra}
+
     def _start(self, args: list[str], name: str) -> Node:
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         log = Path(tempfile.mkstemp(prefix=f"pageray-{name}-", suffix=".log", dir="/tmp")[1])
@@ -221,6 +225,14 @@ class Cluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def copy_checkout(target: Path) -> Path:
+    """A user's clone of pageray (what `ray job submit --working-dir .` uploads from it): the
+    repository's files, without this machine's virtualenv and caches."""
+    shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache", "pageray-demo", "build", "dist"))
+    return target
 
 
 def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = None,

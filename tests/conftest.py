@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import urllib.request
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# The session's Ray head (fixture ray_head) uses token authentication, which Ray reads once, when
+# it is imported: this process (the in-process driver of ray_local) must carry the token from the
+# start. Private clusters (tests/clusters.py) and the runs given their environment use their own.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 
 
 def pytest_configure(config):
@@ -20,6 +26,16 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    # Marks follow what a test uses, so no Ray test lands in the fast part (`-m "not slow"`) by accident.
+    for item in items:
+        if {"ray_head", "ray_local"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
+            item.add_marker(pytest.mark.slow)
+        elif item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -39,16 +55,41 @@ def samples(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One in-process local Ray for the pipeline tests (starting Ray costs ~10 s). Its workers,
-    and only they, carry the render crash hook: a document named like CRASH_NAME aborts its
-    render child (tests/test_hostile.py), wherever else this process renders."""
+def ray_head():
+    """The session's one Ray cluster: a `ray start --head` node (2 CPUs, with the job server),
+    started once (a Ray bring-up costs 10-30 s on a busy 2-core machine) and shared by every test
+    for which a cluster of its own is not the point. Private clusters (tests/clusters.py) stay for
+    tests that kill nodes or need a node's own environment.
+
+    * A `pageray extract` (or any driver) in a subprocess joins it with
+      `env=ray_head.driver_env()` (RAY_ADDRESS and the auth token; add variables as keywords).
+    * `ray job submit`: `submit_job(ray_head, args)` (tests/clusters.py).
+    * In this process: the `ray_local` fixture, connected to this head.
+    Each driver is its own Ray job: what one test's driver sets in its runtime env (ray_local's
+    crash hook, the PAGERAY_/HF_/AWS_ variables `pageray extract` forwards) reaches that job's
+    workers only, and a killed driver's workers go with it."""
+    from clusters import Cluster, cluster_env
+
+    cluster = Cluster(cluster_env(RAY_AUTH_TOKEN=os.environ["RAY_AUTH_TOKEN"]))
+    try:
+        cluster.start_head(num_cpus=2)
+        cluster.wait_for_job_server()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_head):
+    """This process as a driver of the session's cluster (ray_head), for the pipeline tests that
+    run in-process. Its workers, and only they, carry the render crash hook: a document named like
+    CRASH_NAME aborts its render child (tests/test_hostile.py), wherever else this process renders."""
     import ray
 
     from corpus import CRASH_NAME
     from pageray.pipeline.render.isolation import CRASH_HOOK_ENV
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address=ray_head.gcs_address, log_to_driver=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                                        CRASH_HOOK_ENV: CRASH_NAME}})
     yield ray

@@ -24,7 +24,7 @@ import pytest
 
 from clusters import BIN, Cluster, cluster_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 COPIES = 8  # 8 x the samples = 80 pages: enough backlog for the second extractor to be started and fed
 ERROR_FILES = {"corrupt_truncated.pdf": "render_error", "encrypted_password_secret.pdf": "encrypted"}
 

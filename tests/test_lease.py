@@ -124,20 +124,25 @@ def _inbox(tmp_path: Path, documents: int = 4) -> Path:
     return inbox
 
 
-def _overlapping_runs(inbox: Path, out: str, tiny_model: Path, read_pages) -> None:
+def _overlapping_runs(head, inbox: Path, out: str, tiny_model: Path, read_pages) -> None:
+    """Both runs that do work are processes of their own on the session's cluster (`head`); a run in
+    this process would start a Ray here that outlives the test (and the order of tests would matter)."""
     flags = ["--schema", "transcribe", "--model", str(tiny_model), "--max-new-tokens", "8", "--batch-size", "4",
              "--longest-edge", "256", "--max-page-pixels", str(256 * 256)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    first = subprocess.Popen([PAGERAY, "extract", str(inbox), "--out", out, "--run-id", "first", *flags],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "RAY_ADDRESS": head.gcs_address}  # with this test's AWS_* (the S3 case)
+
+    def run(run_id: str, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([PAGERAY, "extract", str(inbox), "--out", out, "--run-id", run_id, *extra, *flags],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = run("first")
     folder = OutputFolder(out)
     assert wait_until(lambda: Lease(folder, "probe")._newest() is not None or first.poll() is not None, 120, 0.2)
     refused = CliRunner().invoke(app, ["extract", str(inbox), "--out", out, "--run-id", "second", *flags])
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == 2, refused.output  # refused before any work: no Ray in this process
     assert "in use by run first" in refused.output and "--wait" in refused.output
-    waited = CliRunner().invoke(app, ["extract", str(inbox), "--out", out, "--run-id", "third", "--wait", *flags])
+    waited = run("third", "--wait")
     assert first.wait(300) == 0, first.stdout.read()
-    assert waited.exit_code == 0, waited.output
+    assert waited.wait(300) == 0, waited.stdout.read()
     records = {r["run_id"]: r for r in folder.runs()}
     assert set(records) == {"first", "third"}  # the refused run wrote nothing, not even a record
     assert records["third"]["plan"]["skipped"] == 4 and records["third"]["pages"] == 0
@@ -147,15 +152,15 @@ def _overlapping_runs(inbox: Path, out: str, tiny_model: Path, read_pages) -> No
 
 
 @pytest.mark.slow
-def test_two_runs_of_one_command_on_a_local_output(tiny_model, tmp_path):
+def test_two_runs_of_one_command_on_a_local_output(ray_head, tiny_model, tmp_path):
     out = tmp_path / "out"
-    _overlapping_runs(_inbox(tmp_path), str(out), tiny_model, lambda: duckdb.sql(
+    _overlapping_runs(ray_head, _inbox(tmp_path), str(out), tiny_model, lambda: duckdb.sql(
         f"select source_uri, page_index from read_parquet('{out}/data/*.parquet')").fetchall())
     assert leases(out) == []  # released
 
 
 @pytest.mark.slow
-def test_two_runs_of_one_command_on_an_s3_output(s3_bucket, tiny_model, tmp_path):
+def test_two_runs_of_one_command_on_an_s3_output(ray_head, s3_bucket, tiny_model, tmp_path):
     import pyarrow.dataset as pads
 
     def pages():
@@ -163,7 +168,7 @@ def test_two_runs_of_one_command_on_an_s3_output(s3_bucket, tiny_model, tmp_path
         table = pads.dataset([i.path for i in folder.part_files()], filesystem=folder.fs, format="parquet").to_table(
             columns=["source_uri", "page_index"])
         return list(zip(*(table.column(c).to_pylist() for c in table.column_names)))
-    _overlapping_runs(_inbox(tmp_path), "s3://docs/out", tiny_model, pages)
+    _overlapping_runs(ray_head, _inbox(tmp_path), "s3://docs/out", tiny_model, pages)
     keys = [o["Key"] for o in s3_bucket.list_objects_v2(Bucket="docs", Prefix=f"out/{LEASE_DIR}/").get("Contents", [])]
     assert not [k for k in keys if k.endswith(".json")]  # released (pyarrow may leave a folder marker)
     json.dumps(OutputFolder("s3://docs/out").runs())  # the records read back

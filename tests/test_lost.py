@@ -104,6 +104,7 @@ def test_a_lost_node_or_worker_is_named_with_the_resubmit():
 # A node dies
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_dead_worker_node_is_finished_on_the_head_or_named_for_a_resubmit(samples, tiny_model, tmp_path):
     docs, out = tmp_path / "docs", tmp_path / "out"
     for i in range(4):  # 40 pages: most of them are left when the worker dies
@@ -148,7 +149,7 @@ def test_a_dead_worker_node_is_finished_on_the_head_or_named_for_a_resubmit(samp
         # The same command again: only what is missing is done, on the head alone
         t0 = time.monotonic()
         again = start(cmd, env, tmp_path / "run2.log")
-        assert again.wait(300) == 0, (tmp_path / "run2.log").read_text()[-3000:] + cluster.logs()
+        assert again.wait(300) == 0, (tmp_path / "run2.log").read_text()[-3000:] + ray_head.logs()
         print(f"resubmit: {time.monotonic() - t0:.0f} s")
 
     rows = rows_of(f"{out}/data/*.parquet")
@@ -264,19 +265,20 @@ def keys(client, prefix: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_lost_storage_stops_the_run_and_a_resubmit_finishes_it(s3_behind_proxy, samples, tiny_model, tmp_path):
+def test_lost_storage_stops_the_run_and_a_resubmit_finishes_it(ray_head, s3_behind_proxy, samples, tiny_model,
+                                                               tmp_path):
     s3, proxy = s3_behind_proxy
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": proxy.endpoint}
     out = f"s3://{BUCKET}/out"
     cmd = [str(BIN / "pageray"), "extract", f"s3://{BUCKET}/in/", *FLAGS, "--model", str(tiny_model), "--out", out]
-    with Cluster(cluster_env(**aws)) as cluster:
-        cluster.start_head(num_cpus=2, dashboard=False)
-        cluster.wait_for_nodes(1)
-        env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
-
+    # the session's cluster: the driver hands the AWS_* variables to its workers (its runtime env)
+    env = ray_head.driver_env(**aws)
+    runs: list[subprocess.Popen] = []  # ended whatever happens: the session's cluster outlives this test
+    try:
         t0 = time.monotonic()
         run = start(cmd, env, tmp_path / "run1.log")
+        runs.append(run)
         assert wait_until(lambda: run.poll() is not None or keys(s3, "out/data/"), 300, every_s=0.2)
         assert run.poll() is None, "the run ended before the cut\n" + (tmp_path / "run1.log").read_text()[-3000:]
         committed = keys(s3, "out/data/")
@@ -293,8 +295,13 @@ def test_lost_storage_stops_the_run_and_a_resubmit_finishes_it(s3_behind_proxy, 
         proxy.restore()
         t0 = time.monotonic()
         again = start(cmd, env, tmp_path / "run2.log")
-        assert again.wait(300) == 0, (tmp_path / "run2.log").read_text()[-3000:] + cluster.logs()
+        runs.append(again)
+        assert again.wait(300) == 0, (tmp_path / "run2.log").read_text()[-3000:] + ray_head.logs()
         print(f"resubmit: {time.monotonic() - t0:.0f} s")
+    finally:
+        for proc in runs:
+            if proc.poll() is None:
+                proc.kill()
 
     local = tmp_path / "out"
     local.mkdir()

@@ -3,20 +3,22 @@ datetimes, times, a UUID, lists of models, numeric, length and item-count constr
 through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` with
 `pageray extract` over the samples, and over one invoice as a raw `model_json_schema()` file with
 `ray job submit` and each the other way round (the cheap check that both sources work both ways:
-the schema is loaded in the driver, whichever starts it). DuckDB checks
+the schema is loaded in the driver, whichever starts it), all on the session's cluster. DuckDB checks
 each column's type and that every ok row honours every constraint, truncated rows included (the
 budget is small, so most rows are closed by the forced completion)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import textwrap
 
 import duckdb
+import jsonschema
 import pytest
 from cheap import SMALL_RENDER_FLAGS
-from clusters import BIN, Cluster, cluster_env, submit_job
+from clusters import BIN, submit_job
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +61,9 @@ MODELS = textwrap.dedent('''
         reference: Optional[uuid.UUID] = Field(None, description="Payment reference.")
         items: List[LineItem] = Field(min_length=1, max_length=4, description="Line items.")
         total: float = Field(gt=0, description="Grand total.")
+        status: Literal["draft", "final"] = Field("final", description="Draft or final.")
+        paid: bool = Field(False, description="Marked as paid.")
+        notes: List[str] = Field(default_factory=list, description="Handwritten notes.")
 ''')
 
 COLUMNS = ("select fields.number as number, fields.kind as kind, fields.vendor as vendor, "
@@ -71,8 +76,18 @@ TYPES = {"number": "VARCHAR", "kind": "VARCHAR", "currency": "VARCHAR", "issued"
          "items": "STRUCT(description VARCHAR, quantity INTEGER, amount DOUBLE)[]"}
 
 
-def check_output(out):
+def check_output(out, model):
+    """Each column's type and constraints, and that every ok row (truncated ones included) is
+    an instance of the user's class and of its JSON Schema, defaults where the model wrote none."""
     con = duckdb.connect()
+    answers = con.sql(f"select raw_text, valid, fields.status, fields.paid from read_parquet('{out}/data/*.parquet') "
+                      "where status = 'ok' or truncated").fetchall()
+    for raw, valid, status, paid in answers:
+        value = json.loads(raw, strict=False)
+        assert valid, raw
+        model.model_validate(value)
+        jsonschema.validate(value, model.model_json_schema())
+        assert status == value.get("status", "final") and paid is value.get("paid", False)
     query = COLUMNS.format(out=out)
     assert dict(con.sql(f"select column_name, column_type from (describe {query})").fetchall()) == TYPES
     rows = con.sql(query).fetchall()
@@ -90,43 +105,47 @@ def check_output(out):
     return len(rows), truncated
 
 
+def _import(path):
+    spec = importlib.util.spec_from_file_location("e2e_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture()
 def models(tmp_path):
     (tmp_path / "models.py").write_text(MODELS, encoding="utf-8")
     return tmp_path / "models.py"
 
 
-def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(models, samples, tiny_model, tmp_path):
+def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(ray_head, models, samples, tiny_model, tmp_path):
     flags = [str(samples), "--model", str(tiny_model), "--max-new-tokens", "48", "--batch-size", "4",
              *SMALL_RENDER_FLAGS]
-    with Cluster(cluster_env()) as cluster:
-        cluster.start_head(num_cpus=2)
-        cluster.wait_for_job_server()
-        local_env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
-        local = subprocess.run([str(BIN / "pageray"), "extract", *flags, "--schema", f"{models}:Invoice",
-                                "--out", str(tmp_path / "class-out")],
-                               env=local_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-        dumped = subprocess.run([str(BIN / "python"), "-c", "import json, models; print(json.dumps("
-                                 "models.Invoice.model_json_schema()))"],
-                                capture_output=True, text=True, cwd=tmp_path, check=True).stdout
-        raw = tmp_path / "invoice.json"
-        raw.write_text(dumped, encoding="utf-8")
-        assert "$defs" in json.loads(dumped) and "anyOf" in dumped
-        one = tmp_path / "one"
-        one.mkdir()
-        (one / "invoice.pdf").write_bytes((samples / "invoice.pdf").read_bytes())
-        small = [str(one), *flags[1:]]
-        job, status = submit_job(cluster, [*small, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
-        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
-        job, status = submit_job(cluster, [*small, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
-        assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
-        local = subprocess.run([str(BIN / "pageray"), "extract", *small, "--schema", str(raw),
-                                "--out", str(tmp_path / "json-local")],
-                               env=local_env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    ok, truncated = check_output(tmp_path / "class-out")
+    local = subprocess.run([str(BIN / "pageray"), "extract", *flags, "--schema", f"{models}:Invoice",
+                            "--out", str(tmp_path / "class-out")],
+                           env=ray_head.driver_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    dumped = subprocess.run([str(BIN / "python"), "-c", "import json, models; print(json.dumps("
+                             "models.Invoice.model_json_schema()))"],
+                            capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    raw = tmp_path / "invoice.json"
+    raw.write_text(dumped, encoding="utf-8")
+    assert "$defs" in json.loads(dumped) and "anyOf" in dumped
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "invoice.pdf").write_bytes((samples / "invoice.pdf").read_bytes())
+    small = [str(one), *flags[1:]]
+    job, status = submit_job(ray_head, [*small, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
+    assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+    job, status = submit_job(ray_head, [*small, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
+    assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+    local = subprocess.run([str(BIN / "pageray"), "extract", *small, "--schema", str(raw),
+                            "--out", str(tmp_path / "json-local")],
+                           env=ray_head.driver_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    invoice = _import(models).Invoice
+    ok, truncated = check_output(tmp_path / "class-out", invoice)
     assert truncated, "a small budget must exercise the constrained forced completion"
-    check_output(tmp_path / "json-out")
-    check_output(tmp_path / "class-job")
-    check_output(tmp_path / "json-local")
+    check_output(tmp_path / "json-out", invoice)
+    check_output(tmp_path / "class-job", invoice)
+    check_output(tmp_path / "json-local", invoice)

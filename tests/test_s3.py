@@ -21,7 +21,7 @@ import pytest
 from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, cluster_env, free_port, submit_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # its head has the AWS variables in its own environment
 BUCKET = "pageray-test"
 FLAGS = ["--schema", "invoice", "--max-new-tokens", "16", "--batch-size", "2", *SMALL_RENDER_FLAGS]
 
