@@ -32,5 +32,7 @@ def run_demo(workdir: Path, model: str | None = None, echo: Callable[[str], None
     df["source_uri"] = df["source_uri"].map(lambda u: Path(u).name)
     echo(df.sort_values(["source_uri", "page_index"]).to_string(index=False))
     echo(f"\nrun {record['run_id']}: {record['state']}; pages by status: {record.get('counts')}")
+    for note in record.get("notes", []):  # the tiny model's: its values are noise
+        echo(f"note: {note}")
     echo(f"output: {workdir / 'out' / 'data'}  (query it with DuckDB, pandas, Polars or Spark)")
     return record

@@ -7,6 +7,10 @@ seconds, so `ray job logs` and cron mails show it. The reporter draws from a dae
 driver's batch loop only wakes when a batch arrives, and one batch can take minutes (an 8B model
 loading, a long document). The heartbeat writes the same `snapshot()` into the run record, which
 `pageray status` reads (pipeline.ledger.status).
+
+Before the first page is committed (Ray starting, the model loading on each actor, the first
+documents rendering: minutes on a cluster) the line says what the driver is waiting for, and for
+how long, instead of "0 pages, ETA ?"; so it does after the last page (compacting, merging).
 """
 from __future__ import annotations
 
@@ -79,7 +83,14 @@ class Progress:
         self.counts: Counter = Counter()
         self._window = RateWindow(clock())
         self._open: dict[str, int] = {}  # doc_id -> pages still to come, for documents begun
+        self._phase: str | None = None  # what the run waits for while no page comes (see the module doc)
+        self._phase_at = clock()
         self._lock = threading.Lock()
+
+    def phase(self, text: str | None) -> None:
+        """Say what the run is doing until the next page arrives (None: extracting)."""
+        with self._lock:
+            self._phase, self._phase_at = text, self.clock()
 
     def add(self, cols: dict[str, list]) -> None:
         """One batch's columns (doc_id, status, page_count). A document is done when as many of its
@@ -87,6 +98,7 @@ class Progress:
         redone, is counted in pages but not as a document done (the plan's blocks do not carry
         what was already committed to the driver)."""
         with self._lock:
+            self._phase = None  # pages are coming: the line's numbers say the rest
             self.pages += len(cols["status"])
             self.counts.update(cols["status"])
             for doc, pages in zip(cols["doc_id"], cols.get("page_count") or [None] * len(cols["doc_id"])):
@@ -112,7 +124,8 @@ class Progress:
             eta = eta_seconds(remaining, rate)
             return {"pages_done": self.pages, "pages_estimated": estimate, "documents_done": self.documents_done,
                     "documents": self.documents, "pages_per_s_1m": None if rate is None else round(rate, 3),
-                    "eta_s": None if eta is None else round(eta, 1), "counts": dict(self.counts)}
+                    "eta_s": None if eta is None else round(eta, 1), "counts": dict(self.counts),
+                    "phase": self._phase, "phase_s": round(now - self._phase_at, 1)}
 
 
 def duration(seconds: float | None) -> str:
@@ -128,13 +141,18 @@ def duration(seconds: float | None) -> str:
 
 
 def describe(snap: dict) -> str:
-    """One line: "120/≈400 pages, 12/40 documents, 3.2 pages/s (last min), ETA 1m27s; ok 110, ..."."""
+    """One line: "120/≈400 pages, 12/40 documents, 3.2 pages/s (last min), ETA 1m27s; ok 110, ...";
+    while no page has come, what the run waits for: "loading the model on 2 actors (1m05s); 0/≈400
+    pages, 0/40 documents"."""
     rate = snap.get("pages_per_s_1m")
     counts = ", ".join(f"{status} {n}" for status, n in sorted((snap.get("counts") or {}).items()))
-    return (f"{snap.get('pages_done', 0)}/≈{snap.get('pages_estimated', 0)} pages, "
-            f"{snap.get('documents_done', 0)}/{snap.get('documents', 0)} documents, "
-            f"{'?' if rate is None else f'{rate:.2f}'} pages/s (last min), ETA {duration(snap.get('eta_s'))}"
-            + (f"; {counts}" if counts else ""))
+    done = (f"{snap.get('pages_done', 0)}/≈{snap.get('pages_estimated', 0)} pages, "
+            f"{snap.get('documents_done', 0)}/{snap.get('documents', 0)} documents")
+    phase = f"{snap['phase']} ({duration(snap.get('phase_s'))}); " if snap.get("phase") else ""
+    if phase and not snap.get("pages_done"):
+        return phase + done  # no rate nor ETA to tell yet
+    return (phase + done + f", {'?' if rate is None else f'{rate:.2f}'} pages/s (last min), "
+            f"ETA {duration(snap.get('eta_s'))}" + (f"; {counts}" if counts else ""))
 
 
 def plain_line(snap: dict) -> str:
@@ -163,7 +181,8 @@ class ProgressReporter:
             return
         self._tqdm.total = snap["pages_estimated"]
         self._tqdm.n = snap["pages_done"]
-        self._tqdm.set_postfix_str(describe(snap).split(", ", 1)[1], refresh=False)
+        line = describe(snap)  # the bar shows the pages: the rest of the line, or what the run waits for
+        self._tqdm.set_postfix_str(line if snap.get("phase") else line.split(", ", 1)[1], refresh=False)
         self._tqdm.refresh()
 
     def _loop(self) -> None:

@@ -176,9 +176,13 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                 progress = Progress(plan.documents, plan.estimated_pages)
                 beat.track(progress.snapshot)
                 with ProgressReporter(progress):
+                    progress.phase("starting Ray")
                     _init_ray()
                     nodes = alive_nodes()
                     dataset = build_dataset(config, plan)
+                    actors = extractor_pool(config)["compute"].min_size
+                    progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
+                                   "rendering the first documents")  # until the first page comes
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                         cols = batch.to_pydict()
                         progress.add(cols)
@@ -189,6 +193,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                         docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
                         beat.update(counts=dict(counts), pages=pages, truncated=truncated)
                         beat.check_lease()
+                    progress.phase("compacting, merging small files")  # the last line, and the heartbeat's
                 beat.update(progress=progress.snapshot())
                 lost = lost_nodes(nodes)  # and Ray redid their work on the nodes left
             beat.check_lease()  # compaction rewrites files another holder may be reading
@@ -216,8 +221,8 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
         record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
                       documents_with_errors=len(docs_failed), output_tokens=out_tokens, truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
-        notes = [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] \
-            if truncated else []
+        notes = [TINY_MODEL_NOTE] if _tiny(config.model) else \
+            [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] if truncated else []
         if lost:
             notes.append(f"Ray lost {named_nodes(lost)} during the run and redid its unfinished batches on the "
                          "nodes left")
@@ -235,6 +240,18 @@ def budget_truncated(cols: dict[str, list]) -> int:
     """Rows of a batch whose output budget ran out. A generation_timeout row was closed early too
     (and is marked truncated) but by the clock, which its own status and --page-time-limit cover."""
     return sum(1 for t, s in zip(cols["truncated"], cols["status"]) if t and s != "generation_timeout")
+
+
+# The tiny model's answers say nothing of the budget (or the schema): its weights are random.
+TINY_MODEL_NOTE = ("the model is pageray's tiny test model, with random weights: its values are noise, fit for "
+                   "checking the pipeline end to end, not for accuracy; pass --model with real Idefics2 weights "
+                   "(e.g. HuggingFaceM4/idefics2-8b) for real values")
+
+
+def _tiny(model: str) -> bool:
+    from pageray.extractors.tiny import is_tiny_checkpoint
+
+    return is_tiny_checkpoint(model)
 
 
 _FROM = {"flag": "as given", "schema": "the schema's", "derived": "derived from the schema's fields"}

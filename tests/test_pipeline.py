@@ -67,8 +67,13 @@ def test_run_record_and_folder_manifest(invoice_run):
     assert json.loads((out / "_pageray.json").read_text())["schema_name"] == "invoice"
 
 
-def test_the_record_counts_the_truncated_rows_and_says_which_flag_to_raise(invoice_run):
-    """48 tokens cannot hold an invoice: answers are closed early, and the summary says so."""
+def test_the_record_counts_the_truncated_rows_and_a_tiny_model_run_says_its_values_are_noise(invoice_run, capsys):
+    """48 tokens cannot hold an invoice: answers are closed early, and counted. The model is the tiny
+    one, whose random weights would fill any budget: the summary says once that its values are
+    noise, and does not advise raising --max-new-tokens (a real model's run does:
+    test_cli.test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise)."""
+    from pageray.pipeline.cli import print_summary
+
     out, record = invoice_run
     truncated = duckdb.sql(f"select count(*) filter (truncated and status <> 'generation_timeout'), "
                            f"count(*) filter (truncated) from read_parquet('{out}/data/*.parquet')").fetchall()[0]
@@ -76,9 +81,12 @@ def test_the_record_counts_the_truncated_rows_and_says_which_flag_to_raise(invoi
     assert (record["config"]["max_new_tokens"], record["max_new_tokens_from"]) == (48, "flag")
     assert record["schema"]["max_new_tokens"] == 768  # the built-in's own, which the flag overrode
     (note,) = record["notes"]
-    assert f"{record['truncated']} pages ran out of output budget" in note and "--max-new-tokens is 48" in note
+    assert "random weights" in note and "noise" in note and "not for accuracy" in note
     saved = json.loads((out / "_runs" / f"{record['run_id']}.json").read_text())
     assert (saved["truncated"], saved["notes"]) == (record["truncated"], record["notes"])
+    print_summary(record)
+    summary = capsys.readouterr().out
+    assert summary.count("noise") == 1 and "--max-new-tokens" not in summary and "raise it" not in summary
 
 
 def test_another_schema_is_refused_in_the_same_folder(invoice_run, samples, tiny_model):

@@ -103,6 +103,23 @@ def test_the_plain_line():
     assert [duration(s) for s in (None, 5, 65, 7300)] == ["?", "5s", "1m05s", "2h01m"]
 
 
+def test_before_the_first_page_the_line_says_what_the_run_waits_for():
+    clock = Clock()
+    progress = Progress(documents=2, estimated_pages=4, clock=clock)
+    progress.phase("starting Ray")
+    clock.t += 5
+    assert plain_line(progress.snapshot()) == "pageray: starting Ray (5s); 0/≈4 pages, 0/2 documents"
+    progress.phase("loading the model on 2 extractor actors, rendering the first documents")
+    clock.t += 95
+    line = plain_line(progress.snapshot())
+    assert line.startswith("pageray: loading the model on 2 extractor actors, rendering the first documents "
+                           "(1m35s); 0/≈4") and "ETA" not in line
+    progress.add(batch([("a", 2)]))  # a page came: the numbers say the rest
+    assert plain_line(progress.snapshot()).startswith("pageray: 1/≈4 pages, 0/2 documents, ")
+    progress.phase("compacting, merging small files")
+    assert plain_line(progress.snapshot()).startswith("pageray: compacting, merging small files (0s); 1/≈4 pages")
+
+
 def test_the_interval_has_one_default_and_an_env_knob(monkeypatch):
     monkeypatch.delenv(PROGRESS_ENV, raising=False)
     assert progress_interval() == PROGRESS_EVERY_S == 10.0
@@ -187,10 +204,17 @@ def test_a_real_run_logs_progress_and_no_ray_lines_and_status_shows_it(samples, 
             time.sleep(0.5)
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
-    progress = [line for line in text.splitlines() if line.startswith("pageray: ") and "pages/s" in line]
+    progress = [line for line in text.splitlines() if line.startswith("pageray: ") and " pages, " in line]
     assert len(progress) >= 3, text  # one a second while Ray starts and the model loads
-    assert progress[-1].startswith("pageray: 2/≈") and "2/2 documents" in progress[-1]
+    # before the first page, what the run waits for: never "0 pages ... ETA ?"
+    waiting = [line for line in progress if "pageray: 0/" in line or " 0/≈" in line]
+    assert waiting and all(re.match(r"pageray: (starting Ray|loading the model on 1 extractor actor, rendering) ",
+                                    line) for line in waiting), waiting
+    assert any("loading the model on 1 extractor actor" in line for line in waiting), waiting
+    assert progress[-1].startswith("pageray: compacting, merging small files") and "; 2/≈" in progress[-1]
+    assert "2/2 documents" in progress[-1]
+    assert text.count("random weights") == 1 and "raise it" not in text  # the tiny model's note, once
     assert not RAY_NOISE.search(text), RAY_NOISE.findall(text)
-    assert live is not None and re.search(r"progress: \d+/≈\d+ pages, .* ETA ", live), live
+    assert live is not None and re.search(r"progress: (.+ \([\dhms]+\); )?\d+/≈\d+ pages, \d+/\d+ documents", live), live
     record = json.loads(next((out / "_runs").glob("*.json")).read_text())
     assert record["progress"]["pages_done"] == record["pages"] == 2
