@@ -89,6 +89,8 @@ def extract(
     force: Optional[bool] = _option("force", "recompute documents already in the output"),
     prune: Optional[bool] = _option("prune", "drop rows of documents under INPUTS no longer listed"),
     wait: Optional[bool] = _option("wait", "wait for a live run on the same output instead of refusing"),
+    lease_timeout_s: Optional[float] = _option("lease_timeout_s", "seconds without a heartbeat after which another "
+                                               "run may take the output folder over (this run is then fenced)"),
     append: Optional[bool] = _option("append", "allow adding to an output made with another schema/model"),
     follow_symlinks: Optional[bool] = _option("follow_symlinks", "list files behind symlinks too"),
     max_pages_per_doc: Optional[int] = _option("max_pages_per_doc", "later pages become page_skipped rows"),
@@ -256,14 +258,18 @@ def compact(out: str = typer.Argument(..., help="an output folder or s3:// prefi
                                                     help="size of a merged file (default: 128)"),
             target_rows: Optional[int] = typer.Option(None, "--target-rows", min=1,
                                                       help="rows of a merged file (default: 100000)"),
-            wait: bool = typer.Option(False, "--wait", metavar=FLAG, help="wait for a run that holds the folder")) -> None:
+            wait: bool = typer.Option(False, "--wait", metavar=FLAG, help="wait for a run that holds the folder"),
+            lease_timeout: Optional[float] = typer.Option(None, flag("lease_timeout_s"), min=1,
+                                                          help="seconds without a heartbeat after which another "
+                                                          f"run may take the folder over (default {default('lease_timeout_s'):g})"),
+            ) -> None:
     """Merge small part files into large ones (each run also does it when it ends)."""
     from pageray.pipeline.ledger.merge import compact as merge, describe
 
     targets = {k: v for k, v in (("target_bytes", target_mb and target_mb * 2**20),
                                  ("target_rows", target_rows)) if v}
     try:
-        typer.echo(describe(merge(out, wait=wait, log=typer.echo, **targets)))
+        typer.echo(describe(merge(out, wait=wait, log=typer.echo, lease_timeout_s=lease_timeout, **targets)))
     except FatalError as exc:
         fail(exc)
 

@@ -5,6 +5,7 @@ Fatal (raise one of the classes below, the run stops before or without writing m
   - the model will not load (ModelLoadError),
   - the output storage cannot be reached or would be corrupted (StorageError),
   - another live run holds the output folder (OutputBusy),
+  - another run took the output folder over from this one (LeaseLost),
   - a Ray node or worker died and Ray could not finish its work on the nodes left (LostWorkers).
 A run that stops mid-way because of its storage or a node (pipeline.stopped tells which) keeps every
 page it committed, and says so: resubmitting the same command does only what is missing.
@@ -31,6 +32,11 @@ class ModelLoadError(FatalError):
 
 class StorageError(FatalError):
     """The input or output location is unreachable, or output would be mixed up."""
+
+
+class LeaseLost(StorageError):
+    """A run paused or cut off past its lease timeout was taken over (pipeline.ledger.lease): it must
+    write nothing more."""
 
 
 class OutputBusy(FatalError):

@@ -94,7 +94,7 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
             "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(ray, False, n))}
 
 
-def build_dataset(config: RunConfig, plan: Plan):
+def build_dataset(config: RunConfig, plan: Plan, fence=None):
     import ray
 
     from pageray.extractors.extractor import ExtractFields
@@ -125,7 +125,8 @@ def build_dataset(config: RunConfig, plan: Plan):
                                                           "settings": config.extract_settings()},
                         batch_format="pyarrow", **extractor_pool(config))
     ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
-                                                            "schema": output_schema(arrow_type(schema))},
+                                                            "schema": output_schema(arrow_type(schema)),
+                                                            "fence": fence},
                         batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=1),
                         num_cpus=0)
     return ds
@@ -141,9 +142,10 @@ def run_extraction(config: RunConfig) -> dict:
     config, budget_from = config.with_budget(schema)
     preflight(config.model_spec())
     check_inputs(config.inputs)  # a mistyped input must not pin the output folder to this schema
-    folder = OutputFolder(config.out)
-    lease = Lease(folder, config.run_id)
+    lease = Lease(OutputFolder(config.out), config.run_id, config.lease_timeout_s)
     lease.acquire(wait=config.wait)
+    # every page file this run writes or deletes, here and on the workers, is fenced by the lease
+    folder = OutputFolder(config.out, fence=lease.fence())
     try:
         claim(folder, schema, config.model, config.run_id, config.append)
         record: dict[str, Any] = {
@@ -179,7 +181,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     progress.phase("starting Ray")
                     _init_ray()
                     nodes = alive_nodes()
-                    dataset = build_dataset(config, plan)
+                    dataset = build_dataset(config, plan, folder.fence)
                     actors = extractor_pool(config)["compute"].min_size
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes

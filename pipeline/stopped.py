@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pageray.pipeline.errors import FatalError, LostWorkers, StorageError, describe
+from pageray.pipeline.errors import FatalError, LeaseLost, LostWorkers, StorageError, describe
 
 # Ray's errors for a worker, actor, node or object that is gone (by name: they move between versions)
 RAY_LOSSES = {"ActorDiedError", "ActorUnavailableError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
@@ -20,10 +20,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def stopped_by(exc: Exception, out: str, storage_down: str | None, lost_nodes: dict[str, str]) -> FatalError | None:
     """Why a run that failed mid-way with `exc` stopped, as the FatalError that says so and what to
-    do: the output storage did not answer (`storage_down`: the error of asking it just now), or
+    do: another run took the output folder over (a worker's write was fenced), the output storage did not answer (`storage_down`: the error of asking it just now), or
     Ray lost nodes (`lost_nodes`: id -> address) or a worker and could not redo their work on the
     nodes left. None when it is neither: then `exc` goes up as it is."""
     errors = list(_errors(exc))
+    fenced = next((text for name, text in errors if name == LeaseLost.__name__), None)
+    if fenced is not None:  # a worker's commit was refused: another run holds the folder now
+        return LeaseLost(_short(fenced, 600))
     cause = _short(next((f"{name}: {text}" for name, text in errors if name not in RAY_WRAPPERS), describe(exc)))
     if storage_down is not None:
         return StorageError(f"storage {out} did not answer ({_short(storage_down)}), so the run stopped (it "
@@ -56,7 +59,7 @@ def _errors(exc: BaseException):
         yield type(exc).__name__.partition("(")[0], lines[0].rstrip(".") if lines else ""
         for line in lines[1:]:
             found = _ERROR_LINE.match(line)
-            if found and found.group(1).endswith(("Error", "Exception")):
+            if found and (found.group(1).endswith(("Error", "Exception")) or found.group(1) == LeaseLost.__name__):
                 yield found.group(1), found.group(2).rstrip(".")
         inner = getattr(exc, "cause", None)  # a RayTaskError's original exception
         exc = inner if isinstance(inner, BaseException) else exc.__cause__ or exc.__context__

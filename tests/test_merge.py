@@ -113,7 +113,7 @@ def test_pageray_compact_takes_the_lease_and_refuses_while_a_run_holds_it(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "merged 18 small part files into 1" in done.stdout
     assert rows(out) == before and len(files(out)) == 2
-    assert not list((out / "_lease").iterdir())  # given back
+    assert [p.name for p in (out / "_lease").iterdir()] == ["000000000002.released"]  # given back, its number kept
     refused = subprocess.run([str(BIN / "pageray"), "compact", str(tmp_path / "in")],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "not a pageray output folder" in refused.stderr

@@ -2,11 +2,14 @@
 
 A part file is named after the pages it holds and written whole, so a Ray task retry that
 writes the same block again replaces the same file instead of adding a duplicate, and a killed
-writer leaves at most a temporary file that readers never match.
+writer leaves at most a temporary file that readers never match. Each file is fenced by the run's
+lease (pipeline.ledger.lease.Fence, checked right before the file is put in place): a driver that
+was paused past its lease timeout and taken over commits nothing more, even from blocks that were
+already on their way here.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -20,9 +23,9 @@ SUMMARY_COLUMNS = ("doc_id", "source_uri", "page_index", "page_count", "status",
 class CommitPages:
     """Write a batch of output rows; return a small summary per page for the driver's counts."""
 
-    def __init__(self, out: str, run_id: str, schema: pa.Schema):
+    def __init__(self, out: str, run_id: str, schema: pa.Schema, fence: Callable[[], None] | None = None):
         # nothing is created here: a run killed while the model loads leaves no data folder
-        self.folder = OutputFolder(out)
+        self.folder = OutputFolder(out, fence=fence)
         self.run_id = run_id
         self.schema = schema
 

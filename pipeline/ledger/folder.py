@@ -11,7 +11,9 @@
 
 Every write is whole or absent: locally a temporary ".<name>.<random>.tmp" beside the target,
 renamed into place (readers skip names that start with "."); on object storage a single PUT,
-which is atomic already.
+which is atomic already. A folder opened with the holder's `fence` (pipeline.ledger.lease.Fence)
+runs it right before each Parquet file is put in place or deleted, so a run that lost the lease
+changes no page; records and journals (JSON) are not fenced, a stale run's own record included.
 """
 from __future__ import annotations
 
@@ -64,8 +66,8 @@ def part_run_id(name: str) -> str | None:
 class OutputFolder:
     """An output folder or s3:// prefix: its paths, its listing, its reads and atomic writes."""
 
-    def __init__(self, uri: str):
-        self.uri = uri
+    def __init__(self, uri: str, fence: Callable[[], None] | None = None):
+        self.uri, self.fence = uri, fence
         self.fs, self.path = filesystem(uri)
 
     # paths
@@ -112,18 +114,31 @@ class OutputFolder:
                             exclude_invalid_files=True)
 
     # writing
-    def _atomically(self, path: str, write: Callable[[str], None]) -> None:
+    def _check_fence(self) -> None:
+        if self.fence is not None:
+            self.fence()
+
+    def _atomically(self, path: str, write: Callable[[str], None], fenced: bool = False) -> None:
         parent, _, name = path.rpartition("/")
         if is_remote(self.uri):
+            if fenced:
+                self._check_fence()  # the PUT is the commit: checked right before it
             write(path)
             return
         self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         write(tmp)
+        try:
+            if fenced:
+                self._check_fence()  # the rename is the commit: checked right before it
+        except BaseException:
+            self.fs.delete_file(tmp)
+            raise
         self.fs.move(tmp, path)
 
     def write_parquet(self, path: str, table: pa.Table, **options) -> None:
-        self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd", **options))
+        self._atomically(path, lambda p: pq.write_table(table, p, filesystem=self.fs, compression="zstd", **options),
+                         fenced=True)
 
     def write_parquet_stream(self, path: str, schema: pa.Schema, tables, row_group_rows: int) -> None:
         """One Parquet file from an iterable of tables (each read only when needed), in row groups
@@ -139,7 +154,9 @@ class OutputFolder:
                         pending, rows = [], 0
                 if pending:
                     writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
-        self._atomically(path, write)
+        if is_remote(self.uri):
+            self._check_fence()  # a streamed upload is committed when it closes: checked before it begins
+        self._atomically(path, write, fenced=not is_remote(self.uri))
 
     def journals(self) -> list[str]:
         """Names of the merge journals in OUT/_compact/ (merges that began and did not finish)."""
@@ -153,6 +170,7 @@ class OutputFolder:
         return name
 
     def delete(self, path: str) -> None:
+        self._check_fence()
         self.fs.delete_file(path)
 
     def create_exclusive(self, path: str, data: bytes) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from pageray.pipeline.errors import StorageError
+from pageray.pipeline.errors import LeaseLost
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.progress import progress_interval
 
@@ -26,6 +26,8 @@ class Heartbeat:
         # as often as the driver's progress line, when that is set shorter (PAGERAY_PROGRESS_S), so
         # `pageray status` is as current as the log
         every_s = every_s or min(BEAT_S, progress_interval())
+        if lease is not None:  # a few beats per lease timeout, so a live holder is never taken over
+            every_s = min(every_s, lease.timeout_s / 4)
         self.folder, self.record, self.every_s, self.lease = folder, record, every_s, lease
         self.beats = 0
         self.lost = False  # another run took the lease over: this one must stop
@@ -60,10 +62,10 @@ class Heartbeat:
                     pass
 
     def check_lease(self) -> None:
-        """Raise if the lease was lost: committing more would duplicate the new holder's work."""
+        """Raise if the lease was lost: doing more would duplicate or undo the new holder's work."""
         if self.lost:
-            raise StorageError(f"run {self.record.get('run_id')} lost its lease on {self.folder.uri} (no heartbeat "
-                               "for longer than the lease timeout, so another run took the folder over); it "
+            raise LeaseLost(f"run {self.record.get('run_id')} lost its lease on {self.folder.uri} (no heartbeat "
+                               "for longer than its lease timeout, so another run took the folder over); it "
                                "stops here, and the pages it committed stay")
 
     def __enter__(self) -> "Heartbeat":

@@ -131,9 +131,11 @@ def _path(folder: OutputFolder, where: str, name: str) -> str:
 
 
 def compact(uri: str, *, wait: bool = False, target_bytes: int = TARGET_BYTES,
-            target_rows: int = TARGET_ROWS, log: Callable[[str], None] = print) -> dict[str, int]:
+            target_rows: int = TARGET_ROWS, log: Callable[[str], None] = print,
+            lease_timeout_s: float | None = None) -> dict[str, int]:
     """`pageray compact OUT`: take the output's lease (refused, or waited for, while a run holds
-    it), finish interrupted merges, merge the small files, give the lease back."""
+    it), finish interrupted merges, merge the small files (each write fenced by the lease), give
+    the lease back."""
     from pageray.pipeline.config import new_run_id
     from pageray.pipeline.errors import StorageError
     from pageray.pipeline.ledger.lease import Lease
@@ -142,15 +144,16 @@ def compact(uri: str, *, wait: bool = False, target_bytes: int = TARGET_BYTES,
     if folder.manifest() is None:
         raise StorageError(f"{uri} is not a pageray output folder (it has no _pageray.json); "
                            "give the folder a run wrote to")
-    lease = Lease(folder, f"compact-{new_run_id()}")
+    lease = Lease(folder, f"compact-{new_run_id()}", lease_timeout_s)
     lease.acquire(wait=wait, log=log)
+    fenced = OutputFolder(uri, fence=lease.fence())
 
     def renew() -> None:
         if not lease.renew():
             raise StorageError(f"compaction of {uri} lost the output's lease; it stops here, and "
                                "the next run or `pageray compact` finishes what it began")
     try:
-        return merge_small_files(folder, lease.run_id, target_bytes, target_rows, before_each=renew)
+        return merge_small_files(fenced, lease.run_id, target_bytes, target_rows, before_each=renew)
     finally:
         lease.release()
 
