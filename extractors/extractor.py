@@ -36,7 +36,8 @@ from pageray.extractors.settings import ExtractSettings
 from pageray.extractors.vision import PageEncoder
 from pageray.pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pageray.pipeline.errors import describe
-from pageray.schemas import ExtractionSchema, arrow_type, coerce, generation_schema
+from pageray.schemas import ExtractionSchema, arrow_type, generation_schema
+from pageray.schemas.answer import AnswerReader
 
 
 def _clean_text(value: Any) -> Any:
@@ -78,6 +79,7 @@ class ExtractFields:
         self.spec, self.schema, self.settings = spec, schema, settings
         self.model, self.processor, self.device = loaded if loaded is not None else load_model(spec)
         self.out_schema = output_schema(arrow_type(schema))
+        self.answers = AnswerReader(schema)
         self.prompts = PromptBook(self.processor, schema)
         self.prompt = self.prompts.text()
         tok = self.processor.tokenizer
@@ -175,7 +177,8 @@ class ExtractFields:
             r.update(ground(self.schema.json_schema, r.get("fields"), r.get("text_layer")))
 
     def _fields(self, res: RowResult) -> dict:
-        """Parse, validate and coerce one generation into the typed `fields` struct."""
+        """Parse, mend, validate and coerce one generation into the typed `fields` struct
+        (schemas.answer: valid under the user's own schema)."""
         status = Status.GENERATION_TIMEOUT if res.timed_out else Status.OK
         out = {"raw_text": res.text, "truncated": res.truncated}
         try:
@@ -183,10 +186,10 @@ class ExtractFields:
             value = _clean_text(json.loads(res.text, strict=False))
         except ValueError as exc:
             return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": describe(exc)}
-        fields, errors = coerce(self.schema, value)
-        if errors:
-            return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": "; ".join(errors)[:2000]}
+        answer = self.answers(value, res.text)
+        if not answer["valid"]:
+            return {**out, **answer, "status": Status.INVALID_OUTPUT.value}
         error = f"generation time limit reached (--page-time-limit {self.settings.page_time_limit_s:g} s); " \
             "output closed early as the shortest valid JSON" \
             if res.timed_out else None
-        return {**out, "status": status.value, "valid": True, "fields": fields, "error": error}
+        return {**out, **answer, "status": status.value, "error": error}

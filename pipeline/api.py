@@ -96,6 +96,7 @@ def _schema_ref(schema: SchemaLike) -> Iterator[str]:
     document["schema"] = document.pop("json_schema")  # the schema file's keys (schemas.load)
     if getattr(resolved, "max_new_tokens", None) is not None:  # the budget is kept apart from to_dict()
         document["max_new_tokens"] = resolved.max_new_tokens
+    document["source_schema"] = resolved.source_schema  # what a valid row is an instance of (schemas.answer)
     with tempfile.TemporaryDirectory(prefix="pageray-schema-") as folder:
         path = Path(folder) / f"{resolved.name}.json"
         path.write_text(json.dumps(document, indent=2), encoding="utf-8")
@@ -170,6 +171,7 @@ def _schema_of(runs: list[dict], manifest: dict):
     for record in reversed(runs):
         saved = record.get("schema") or {}
         if saved.get("id") == wanted:
-            return ExtractionSchema(**{k: saved[k] for k in ("name", "version", "description", "json_schema")})
+            return ExtractionSchema(**{k: saved[k] for k in ("name", "version", "description", "json_schema")},
+                                    source_schema=saved.get("source_schema"))
     raise StorageError(f"no run record of this output holds its schema (id {wanted}, "
                        f"{manifest.get('schema_name')!r}); pass read(..., schema=...)")

@@ -151,7 +151,8 @@ def run_extraction(config: RunConfig) -> dict:
         record: dict[str, Any] = {
             "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
             "config": config.model_dump(mode="json"), "max_new_tokens_from": budget_from,
-            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens},
+            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens,
+                                          "source_schema": schema.source_schema},
             "versions": versions(),
         }
         folder.write_run(record)

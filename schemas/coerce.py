@@ -35,6 +35,15 @@ def coerce(schema: ExtractionSchema, value: Any) -> tuple[dict[str, Any] | None,
     # Formats (email, uri, uuid) are checked as well as the grammar enforced them.
     validator = jsonschema.Draft202012Validator(
         validation_schema(schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = error_messages(validator, value)
+    if errors:
+        return None, errors
+    converted, errors = to_arrow_value(schema.json_schema, value)
+    return (None, errors) if errors else (converted, [])
+
+
+def error_messages(validator: jsonschema.protocols.Validator, value: Any) -> list[str]:
+    """Why `validator` refuses `value`: at most MAX_ERRORS short messages, each naming its field."""
     errors: list[str] = []
     for error in validator.iter_errors(value):
         for message in _messages(error):
@@ -42,10 +51,7 @@ def coerce(schema: ExtractionSchema, value: Any) -> tuple[dict[str, Any] | None,
                 errors.append(message)
         if len(errors) >= MAX_ERRORS:
             break
-    if errors:
-        return None, errors[:MAX_ERRORS]
-    converted, errors = to_arrow_value(schema.json_schema, value)
-    return (None, errors) if errors else (converted, [])
+    return errors[:MAX_ERRORS]
 
 
 def _messages(error: jsonschema.ValidationError, or_null: str = "") -> list[str]:

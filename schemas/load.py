@@ -27,7 +27,9 @@ from pageray.schemas.plain_json import canonical_json, json_value_problems
 
 MAX_FILE_BYTES = 256 * 1024
 FILE_KEYS = ("name", "version", "description", "schema")
-OPTIONAL_KEYS = ("max_new_tokens",)
+# source_schema: the JSON Schema the fields were rewritten from (ExtractionSchema.source_schema),
+# as `pageray.extract(schema=MyModel)` hands a loaded schema to the driver in a file.
+OPTIONAL_KEYS = ("max_new_tokens", "source_schema")
 SUFFIXES = (".json", ".yaml", ".yml")
 # Built-ins whose targets span pages (an invoice's items, a paper's header and footer): their runs
 # also write one row per document unless --scope page says otherwise; table and transcribe do not.
@@ -139,7 +141,8 @@ def _from_plain(document: Any, where: str, name: str, description: Any,
         version = hashlib.sha256(canonical_json(json_schema).encode("utf-8")).hexdigest()[:8]
     try:
         return ExtractionSchema(name=name, version=version, description=description,
-                                json_schema=json_schema, max_new_tokens=max_new_tokens)
+                                json_schema=json_schema, max_new_tokens=max_new_tokens,
+                                source_schema=document)
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
 
@@ -182,7 +185,7 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
     if missing:
         raise SchemaError(f"{where}: missing top-level key(s) {', '.join(missing)}; a schema "
                           f"file needs all of {', '.join(FILE_KEYS)}")
-    json_schema = document["schema"]
+    json_schema = source = document["schema"]
     if isinstance(json_schema, dict) and not json_value_problems(json_schema):
         # Hand-written files keep their annotations; only generator constructs are rewritten.
         json_schema, problems = normalize(json_schema, generated=False)
@@ -192,7 +195,8 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
         return ExtractionSchema(name=document["name"], version=document["version"],
                                 description=document["description"],
                                 json_schema=json_schema,
-                                max_new_tokens=document.get("max_new_tokens"))
+                                max_new_tokens=document.get("max_new_tokens"),
+                                source_schema=document.get("source_schema", source))
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
 

@@ -44,6 +44,12 @@ class ExtractionSchema:
     # of a long answer fits, as --max-new-tokens does. Raising it after seeing truncated rows
     # must not make the folder refuse the schema as a different one.
     max_new_tokens: int | None = None
+    # The JSON Schema as the user gave it (a Pydantic model's model_json_schema(), $defs and
+    # all); None: `json_schema` itself. A valid row is an instance of it (schemas.answer), so it
+    # travels with the schema to the workers and into the run record. Not in the id: it admits
+    # what `json_schema` admits (schemas.jsonschema only rewrites how that is spelled), and
+    # `json_schema` keeps the defaults that decide what a row holds.
+    source_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         header = _header_problems(self.name, self.version, self.description) \
@@ -54,6 +60,12 @@ class ExtractionSchema:
         if problems:
             raise SchemaError(format_problems(self.name, problems))
         object.__setattr__(self, "json_schema", json.loads(json.dumps(self.json_schema)))
+        source = self.json_schema if self.source_schema is None else self.source_schema
+        problems = json_value_problems(source, root="source_schema") if isinstance(source, dict) \
+            else ["'source_schema' must be a JSON Schema mapping"]
+        if problems:
+            raise SchemaError(format_problems(self.name, problems))
+        object.__setattr__(self, "source_schema", json.loads(json.dumps(source)))
 
     @property
     def id(self) -> str:
