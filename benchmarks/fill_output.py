@@ -1,8 +1,9 @@
-"""Make OUT look as if an earlier run had committed one `ok` page for every document under IN,
-so `pageray plan IN --out OUT` has to read (and hold) an index of that size; every document is
-then `skipped`. Used by plan_memory.sh; writes part files of 100,000 rows.
+"""Make OUT look as if an earlier run had committed PAGES `ok` pages (default 1) of every
+document under IN, so `pageray plan IN --out OUT` has to join the listing against that many
+committed pages; every document is then `skipped`. Used by plan_memory.sh; writes part files of
+about 100,000 rows.
 
-    python benchmarks/fill_output.py IN OUT
+    python benchmarks/fill_output.py IN OUT [PAGES]
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 
 from pageray.pipeline.config import DEFAULT_MODEL
@@ -21,18 +23,20 @@ from pageray.schemas import arrow_type, load_schema
 ROWS_PER_FILE = 100_000
 
 
-def write_part(out: str, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple) -> None:
-    n = len(docs)
-    uris, sizes, mtimes = zip(*docs)
+def write_part(out: str, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple, pages: int) -> None:
+    n = len(docs) * pages
+    uris, sizes, mtimes = (np.repeat(np.array(c, dtype=object), pages) for c in zip(*docs))
     columns = {"doc_id": [doc_id_for(u) for u in uris], "source_uri": list(uris), "doc_size": list(sizes),
-               "doc_mtime_ns": list(mtimes), "page_index": [0] * n, "page_count": [1] * n,
+               "doc_mtime_ns": list(mtimes), "page_index": np.tile(np.arange(pages), len(docs)),
+               "page_count": [pages] * n,
                "status": ["ok"] * n, "schema_id": [ids[0]] * n, "model_id": [ids[1]] * n,
                "run_id": ["filled"] * n, "created_at": [datetime.now(timezone.utc)] * n}
     arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
     OutputFolder(out).write_part("filled", pa.Table.from_arrays(arrays, schema=schema))
 
 
-def main(inbox: str, out: str) -> None:
+def main(inbox: str, out: str, pages: str = "1") -> None:
+    pages = int(pages)
     transcribe = load_schema("transcribe")
     schema = output_schema(arrow_type(transcribe))
     ids = (transcribe.id, DEFAULT_MODEL)
@@ -43,12 +47,12 @@ def main(inbox: str, out: str) -> None:
             path = os.path.join(folder, name)
             st = os.stat(path)
             docs.append((path, st.st_size, st.st_mtime_ns))
-            if len(docs) == ROWS_PER_FILE:
-                write_part(out, docs, schema, ids)
+            if len(docs) * pages >= ROWS_PER_FILE:
+                write_part(out, docs, schema, ids, pages)
                 docs = []
     if docs:
-        write_part(out, docs, schema, ids)
+        write_part(out, docs, schema, ids, pages)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -8,7 +8,7 @@ that could disagree with the data). For each document it knows the committed ver
 Why DuckDB, on a database file in a temporary folder under a memory limit: an output of 100
 million pages does not fit a small driver (held as arrays it took ~0.44 KiB a page), and the
 plan's question is a join of the listing against those pages. DuckDB's aggregates, joins and
-sorts spill to disk past `MEMORY_LIMIT`, so the driver's memory stays flat however much is
+sorts spill to disk past the memory limit (`DUCKDB_CONFIG`), so the driver's memory stays flat however much is
 committed and the time stays linear; no hand-written external sort, and no cluster needed
 before the plan (Ray Data's join would need one). The rows reach DuckDB as Arrow record batches
 read by pyarrow's dataset, the reader every other part of the output uses: it reads s3:// as
@@ -35,12 +35,15 @@ INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count
 # then reads as no rows or nulls instead of failing the whole plan)
 READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
-# DuckDB's share of the driver's memory while planning; past it, it spills to the temporary folder
-MEMORY_LIMIT = "64MB"
-BATCH_ROWS = 65_536  # rows per Arrow batch into and out of DuckDB
+# DuckDB's share of the driver's memory while planning; past it, it spills to the temporary folder.
+# One thread: its rows come from one Python stream anyway, and each thread adds its own buffers.
+DUCKDB_CONFIG = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
+BATCH_ROWS = 16_384  # rows per Arrow batch into and out of DuckDB
+SCAN_ROWS = 8_192    # rows per batch read from a part file: what the reading holds at once
 
 # A version is a document's rows of one (size, mtime); a missing size/mtime is (0, 0), as listed.
 # A page is committed when any of its rows is final; a version is retried when any row is not.
+# Each step is one aggregate or one join, so that each can spill on its own.
 _VERSIONS = """
 CREATE TABLE pages AS
   SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime,
@@ -48,7 +51,7 @@ CREATE TABLE pages AS
          bool_and(settled) AS all_final, max(coalesce(page_count, 0)) AS page_count,
          max(coalesce(epoch_us(created_at), 0)) AS created
   FROM committed_rows GROUP BY ALL;
-CREATE TABLE versions AS
+CREATE TABLE counted AS
   SELECT doc_id, size, mtime, count(*) FILTER (WHERE final) AS committed,
          sum(n_rows) > count(*) AS duplicated, NOT bool_and(all_final) AS retried,
          max(page_count) AS page_count, max(created) AS created
@@ -56,20 +59,19 @@ CREATE TABLE versions AS
 -- the pages a resumed or retried run keeps: only for versions that are not complete
 CREATE TABLE kept AS
   SELECT p.doc_id, p.size, p.mtime, list(p.page ORDER BY p.page) FILTER (WHERE p.final) AS pages
-  FROM pages p JOIN versions v USING (doc_id, size, mtime)
-  WHERE v.committed < greatest(v.page_count, 1) OR v.retried GROUP BY ALL;
-CREATE TABLE documents AS SELECT doc_id, count(*) AS n_versions FROM versions GROUP BY doc_id;
-DROP TABLE pages;
+  FROM pages p JOIN counted c USING (doc_id, size, mtime)
+  WHERE c.committed < greatest(c.page_count, 1) OR c.retried GROUP BY ALL;
+CREATE TABLE versions AS SELECT * FROM counted LEFT JOIN kept USING (doc_id, size, mtime);
+DROP TABLE pages; DROP TABLE counted; DROP TABLE kept;
 """
-# Each listed document with its current version, in listing order.
+# Each listed document with every version the output holds of it (one row per version, or one
+# with no version), then in listing order: the join and the sort as two steps, each of which
+# spills on its own (the two in one query ran out of memory under the limit).
 _JOIN = """
-SELECT l.doc_id, l.uri, l.size, l.mtime, v.committed, v.page_count, v.duplicated, v.retried, k.pages,
-       coalesce(d.n_versions, 0) - (v.doc_id IS NOT NULL)::INT > 0 AS others
-FROM listed l
-LEFT JOIN documents d ON d.doc_id = l.doc_id
-LEFT JOIN versions v ON v.doc_id = l.doc_id AND v.size = l.size AND v.mtime = l.mtime
-LEFT JOIN kept k ON k.doc_id = l.doc_id AND k.size = l.size AND k.mtime = l.mtime
-ORDER BY l.seq
+CREATE TABLE joined AS
+  SELECT l.seq, l.uri, l.size, l.mtime, v.size = l.size AND v.mtime = l.mtime AS current, v.committed,
+         v.page_count, v.duplicated, v.retried, v.pages
+  FROM listed l LEFT JOIN versions v USING (doc_id)
 """
 # Documents the listing did not name that a killed run left several versions of (the newest
 # written stays; of equally new ones the last in (size, mtime) order) or a page twice.
@@ -137,13 +139,27 @@ class Match:
 NO_MATCH = Match()
 
 
+def _with_version(match: Match, current: bool | None, committed: int | None, page_count: int, duplicated: bool,
+                  retried: bool, pages: list[int] | None) -> Match:
+    """`match` and one more row of the join: a version of the document, or None (no version)."""
+    if committed is None:
+        return match
+    if not current:
+        return Match(match.current, others=True)
+    return Match(DocVersion(committed=committed, page_count=page_count or None, duplicated=duplicated,
+                            retried=retried, pages=frozenset(pages or ())), match.others)
+
+
 def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy) -> pa.RecordBatchReader | None:
     """The scope's rows as a stream of batches, each with `settled` (is the row final)."""
     ds = folder.pages_dataset(READ_SCHEMA)
     if ds is None:
         return None
     scanner = ds.scanner(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression(),
-                         batch_size=BATCH_ROWS)
+                         batch_size=SCAN_ROWS, batch_readahead=1, fragment_readahead=1, use_threads=False,
+                         # the system allocator gives freed batches back; the default pool keeps
+                         # them, tens of MiB at the driver's peak for nothing
+                         memory_pool=pa.system_memory_pool())
     schema = scanner.projected_schema.append(pa.field("settled", pa.bool_()))
     batches = (batch.append_column("settled", pa.array(policy.settled(batch)))
                for batch in scanner.to_batches() if batch.num_rows)
@@ -155,16 +171,15 @@ class CommittedIndex:
     listing against them; `unlisted()` and `unlisted_cleanup()` then cover the rest. Use as a
     context manager: the database and its spill files are deleted on exit."""
 
-    def __init__(self, folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None,
-                 memory_limit: str = MEMORY_LIMIT):
+    def __init__(self, folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="pageray-plan-")
         self._db: duckdb.DuckDBPyConnection | None = None
         rows = _committed_rows(folder, scope, policy or RetryPolicy())
         if rows is None:
             return
-        self._db = duckdb.connect(f"{self._tmp.name}/index.duckdb", config={
-            "memory_limit": memory_limit, "temp_directory": f"{self._tmp.name}/spill",
-            "preserve_insertion_order": False})
+        self._db = duckdb.connect(f"{self._tmp.name}/index.duckdb",
+                                  config={**DUCKDB_CONFIG, "temp_directory": f"{self._tmp.name}/spill"})
+        self._db.execute("SET enable_progress_bar = false")  # its bar would land in `pageray plan`'s output
         self._db.register("committed_rows", rows)
         self._db.execute(_VERSIONS)
         self._db.unregister("committed_rows")
@@ -188,14 +203,18 @@ class CommittedIndex:
                 seq, chunk = seq + len(chunk), []
         self._insert_listed(seq, chunk)
         # a relation's reader streams the result (an execute() result would be copied whole first)
-        with db.sql(_JOIN).to_arrow_reader(BATCH_ROWS) as reader:
+        db.execute(_JOIN)
+        with db.sql("SELECT * FROM joined ORDER BY seq").to_arrow_reader(BATCH_ROWS) as reader:
+            doc, seq, match = None, None, NO_MATCH
             for batch in reader:
-                for _, uri, size, mtime, committed, count, duplicated, retried, pages, others in zip(
-                        *batch.to_pydict().values()):
-                    current = None if committed is None else DocVersion(
-                        committed=committed, page_count=count or None, duplicated=duplicated, retried=retried,
-                        pages=frozenset(pages or ()))
-                    yield DocRef(uri, size, mtime), Match(current, others)
+                for row in zip(*batch.to_pydict().values()):
+                    if row[0] != seq:
+                        if doc is not None:
+                            yield doc, match
+                        seq, doc, match = row[0], DocRef(*row[1:4]), NO_MATCH
+                    match = _with_version(match, *row[4:])
+            if doc is not None:
+                yield doc, match
 
     def _insert_listed(self, start: int, docs: list[DocRef]) -> None:
         chunk = pa.table({"seq": pa.array(range(start, start + len(docs)), pa.int64()),
@@ -210,7 +229,8 @@ class CommittedIndex:
         """Documents of the output that the listing did not name."""
         if self._db is None:
             return set()
-        return {d for (d,) in self._db.execute("SELECT doc_id FROM documents ANTI JOIN listed USING (doc_id)").fetchall()}
+        return {d for (d,) in self._db.execute(
+            "SELECT DISTINCT doc_id FROM versions ANTI JOIN listed USING (doc_id)").fetchall()}
 
     def unlisted_cleanup(self) -> tuple[dict[str, tuple[int, int]], set[str]]:
         """What a killed run left behind in documents the listing did not name: the version that
