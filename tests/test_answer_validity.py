@@ -5,8 +5,8 @@ default_factory, Literal and Enum defaults, nested optional models, lists with b
 loaded as users load them; random walks through the real decoding grammar (xgrammar, compiled as
 the decoder compiles it, over single bytes), cut at random points and closed by the real Closer,
 are read as the extractor reads them (`schemas.answer.AnswerReader`). Every closed answer must be
-valid, and its raw_text must pass `jsonschema` on the user's original schema and the class's
-`model_validate`.
+valid (but one holding a number beyond 64 bits, which no Parquet column holds), and its raw_text
+must pass `jsonschema` on the user's original schema and the class's `model_validate`.
 """
 from __future__ import annotations
 
