@@ -4,6 +4,7 @@ over, nothing the stale holder still writes lands: not a commit from a Ray worke
 Locally and on the S3 test server; and a real `pageray extract` SIGSTOPped past its lease timeout."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -129,6 +130,21 @@ def test_a_stale_holders_merge_changes_no_file(tmp_path):
         merge_small_files(fenced, "stale")
     assert rows(out) == before and len(_part_files(str(out))) == 4
     assert not [p for p in os.listdir(out / "data") if p.startswith(".")]
+
+
+def test_pageray_compact_declares_its_lease_timeout(tmp_path):
+    out = tmp_path / "out"
+    for doc in "ab":
+        OutputFolder(str(out)).write_part("r1", _batch(doc, [0]))
+    OutputFolder(str(out)).write_manifest({"schema_id": SCOPE.schema_id, "model": SCOPE.model_id})
+    done = subprocess.run([PAGERAY, "compact", str(out), "--lease-timeout", "7"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    [released] = (out / LEASE_DIR).iterdir()
+    assert released.name == "000000000001.released" and json.loads(released.read_text())["timeout_s"] == 7
+    refused = subprocess.run([PAGERAY, "compact", str(out), "--lease-timeout", "0"], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--lease-timeout" in refused.stderr
 
 
 class RayTaskError(Exception):
