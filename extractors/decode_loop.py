@@ -56,8 +56,9 @@ class DecodeLoop:
         self.fixed_steps: int | None = None
         self.constrained = True
 
-    def _forward(self, embeds: torch.Tensor, cache) -> torch.Tensor:
-        out = self.text(inputs_embeds=embeds, use_cache=True, **{self._cache_kw: cache})
+    def forward(self, embeds: torch.Tensor, cache, **inputs) -> torch.Tensor:
+        """The last position's logits; `inputs`: a padding mask and position ids (extractors.engine)."""
+        out = self.text(inputs_embeds=embeds, use_cache=True, **inputs, **{self._cache_kw: cache})
         return self.model.lm_head(out.last_hidden_state[:, -1])
 
     def prompt_tokens(self) -> int:
@@ -87,7 +88,7 @@ class DecodeLoop:
         embeds = self.embed(prompt)
         embeds[:, image_positions] = features.to(embeds.dtype)
         cache = _new_cache(self.model.config.text_config)
-        logits = self._forward(embeds, cache)
+        logits = self.forward(embeds, cache)
         cuda = self.device.startswith("cuda")
         host_tokens = torch.empty(rows, dtype=torch.long, pin_memory=cuda)
         logprobs = []
@@ -104,7 +105,7 @@ class DecodeLoop:
             if copied is not None:
                 copied.record()
             if step + 1 < steps:  # queued behind the copy: runs while the host works
-                logits = self._forward(self.embed(tokens[:, None]), cache)
+                logits = self.forward(self.embed(tokens[:, None]), cache)
             t2 = time.perf_counter()
             if copied is not None:
                 copied.synchronize()

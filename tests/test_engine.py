@@ -1,0 +1,101 @@
+"""Continuous batching (extractors.engine) gives each page exactly the tokens it gets alone.
+
+More pages than slots, so slots are refilled mid-run; pages of three shapes (letter, landscape,
+receipt) and prompts of three lengths (a page alone, "page 1 of 2", "page 10 of 12"), so rows
+join a batch whose cache is wider or narrower than their prompt; budgets differ, so rows finish
+at different steps. The references are one page at a time: DecodeLoop with the grammar (itself
+checked against `generate` with the logits processor in test_decode_loop) and `generate` itself
+without it, fed the same image features.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pageray.extractors.engine import Engine, EngineItem
+from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.loading import ModelSpec
+from pageray.extractors.pixels import model_crops
+from pageray.pipeline.render.pages import RenderLimits, render_document
+from pageray.schemas import load_schema
+
+
+@pytest.fixture(scope="module")
+def extractor(tiny_model):
+    # the table schema's reserve is 39 tokens: budgets above it let rows choose, then close them
+    return ExtractFields(ModelSpec(model=str(tiny_model)), load_schema("table"),
+                         ExtractSettings(batch_size=2, max_new_tokens=70))
+
+
+@pytest.fixture(scope="module")
+def pages(samples):
+    out = []
+    for name in ["invoice.pdf", "rotated_table.pdf", "receipt.pdf"]:
+        [page] = render_document((samples / name).read_bytes(), name, RenderLimits())
+        image = np.frombuffer(page["image"], np.uint8).reshape(page["image_height"], page["image_width"], 3)
+        out.append(model_crops(image, split=True))
+    assert len({c[0].shape for c in out}) == 3
+    return out
+
+
+def _items(extractor, pages, budgets):
+    variants = [None, (0, 2), (9, 12)]
+    items = [EngineItem(pages[i % 3], extractor.prompts.ids(page=variants[(i // 3 + i) % 3]), b)
+             for i, b in enumerate(budgets)]
+    assert len({len(it.prompt_ids) for it in items}) == 3
+    return items
+
+
+def test_engine_with_the_grammar_equals_decoding_each_page_alone(extractor, pages):
+    items = _items(extractor, pages, [45, 75, 41, 60, 52, 40, 66])
+    results, stats = Engine(extractor.decoder, extractor.encoder, slots=3)(items)
+    for item, (ours, tokens) in zip(items, results):
+        [alone], _ = extractor.decoder(extractor.encoder([item.crops]), item.budget, prompt_ids=[item.prompt_ids])
+        assert (ours.text, ours.truncated, ours.timed_out, ours.output_tokens) == \
+            (alone.text, alone.truncated, alone.timed_out, alone.output_tokens)
+        assert ours.confidence == pytest.approx(alone.confidence, rel=1e-4)
+        assert len(tokens) == ours.output_tokens
+    assert len({r.output_tokens for r, _ in results}) >= 4  # rows end at different steps
+    # refilled: fewer steps than one static batch after another
+    lengths = [r.output_tokens for r, _ in results]
+    assert stats.steps < sum(max(lengths[i:i + 3]) for i in range(0, len(lengths), 3))
+    assert stats.prefills >= 4 and stats.row_steps == sum(lengths)
+
+
+def _generate_alone(extractor, item) -> list[int]:
+    """The model card's `generate`, greedy, on this page alone, with the engine's image features."""
+    loop = extractor.decoder
+    prompt = torch.tensor([item.prompt_ids])
+    with torch.inference_mode():
+        embeds = loop.embed(prompt)
+        embeds[0, prompt[0] == loop.image_token_id] = extractor.encoder([item.crops])[0]
+        out = extractor.model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(prompt),
+                                       max_new_tokens=item.budget, do_sample=False,
+                                       eos_token_id=extractor.stop_ids, pad_token_id=extractor.stop_ids[0])
+    tokens = out[0].tolist()
+    return tokens[:tokens.index(extractor.stop_ids[0]) + 1] if extractor.stop_ids[0] in tokens else tokens
+
+
+@pytest.mark.parametrize("window", [None, 160])
+def test_engine_without_the_grammar_equals_generate_and_static(extractor, pages, window):
+    """`window`: a sliding window shorter than every prompt (Mistral's is 4,096), so that padded
+    rows must see exactly the window they would alone."""
+    config = extractor.decoder.text.config
+    before = config.sliding_window
+    config.sliding_window = window or before
+    try:
+        items = _items(extractor, pages, [6, 14, 3, 9, 12, 4, 8])
+        engines = {refill: Engine(extractor.decoder, extractor.encoder, slots=3, refill=refill)
+                   for refill in ("continuous", "static")}
+        runs = {}
+        for refill, engine in engines.items():
+            engine.constrained = False
+            runs[refill] = engine(items)
+        for item, (ours, tokens) in zip(items, runs["continuous"][0]):
+            assert tokens == _generate_alone(extractor, item)
+        assert [t for _, t in runs["static"][0]] == [t for _, t in runs["continuous"][0]]
+        continuous, static = runs["continuous"][1], runs["static"][1]
+        assert continuous.steps < static.steps and continuous.occupancy > static.occupancy
+    finally:
+        config.sliding_window = before
