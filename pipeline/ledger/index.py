@@ -6,11 +6,11 @@ that could disagree with the data). For each document it knows the committed ver
 (pipeline.ledger.retry).
 
 Why DuckDB, on a database file in a temporary folder under a memory limit: an output of 100
-million pages does not fit a small driver (held as arrays it took ~0.44 KiB a page), and the
+million pages does not fit a small driver (held as arrays it took ~0.4 KiB a page), and the
 plan's question is a join of the listing against those pages. DuckDB's aggregates, joins and
-sorts spill to disk past the memory limit (`DUCKDB_CONFIG`), so the driver's memory stays flat however much is
-committed and the time stays linear; no hand-written external sort, and no cluster needed
-before the plan (Ray Data's join would need one). The rows reach DuckDB as Arrow record batches
+sorts spill to disk past the memory limit (`DUCKDB_CONFIG`), so the driver's memory stays flat
+however much is committed and the time stays linear; no hand-written external sort, and no
+cluster needed before the plan (Ray Data's join would need one). The rows reach DuckDB as Arrow record batches
 read by pyarrow's dataset, the reader every other part of the output uses: it reads s3:// as
 well as local folders, and reads odd part files with the page schema. DuckDB's own S3 reader is
 an extension (httpfs) downloaded at run time, which a driver without internet cannot get.
@@ -150,8 +150,10 @@ def _with_version(match: Match, current: bool | None, committed: int | None, pag
                             retried=retried, pages=frozenset(pages or ())), match.others)
 
 
-def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy) -> pa.RecordBatchReader | None:
-    """The scope's rows as a stream of batches, each with `settled` (is the row final)."""
+def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy,
+                    failed: list[BaseException]) -> pa.RecordBatchReader | None:
+    """The scope's rows as a stream of batches, each with `settled` (is the row final); what
+    reading them raised goes to `failed` too (DuckDB reports it as its own error)."""
     ds = folder.pages_dataset(READ_SCHEMA)
     if ds is None:
         return None
@@ -161,9 +163,15 @@ def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy) -> 
                          # them, tens of MiB at the driver's peak for nothing
                          memory_pool=pa.system_memory_pool())
     schema = scanner.projected_schema.append(pa.field("settled", pa.bool_()))
-    batches = (batch.append_column("settled", pa.array(policy.settled(batch)))
-               for batch in scanner.to_batches() if batch.num_rows)
-    return pa.RecordBatchReader.from_batches(schema, batches)
+    def batches():
+        try:
+            for batch in scanner.to_batches():
+                if batch.num_rows:
+                    yield batch.append_column("settled", pa.array(policy.settled(batch)))
+        except Exception as exc:
+            failed.append(exc)
+            raise
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 class CommittedIndex:
@@ -174,16 +182,24 @@ class CommittedIndex:
     def __init__(self, folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="pageray-plan-")
         self._db: duckdb.DuckDBPyConnection | None = None
-        rows = _committed_rows(folder, scope, policy or RetryPolicy())
+        failed: list[BaseException] = []
+        rows = _committed_rows(folder, scope, policy or RetryPolicy(), failed)
         if rows is None:
             return
         self._db = duckdb.connect(f"{self._tmp.name}/index.duckdb",
                                   config={**DUCKDB_CONFIG, "temp_directory": f"{self._tmp.name}/spill"})
-        self._db.execute("SET enable_progress_bar = false")  # its bar would land in `pageray plan`'s output
-        self._db.register("committed_rows", rows)
-        self._db.execute(_VERSIONS)
-        self._db.unregister("committed_rows")
-        if not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]:
+        try:
+            self._db.execute("SET enable_progress_bar = false")  # its bar would land in `pageray plan`'s output
+            self._db.register("committed_rows", rows)
+            self._db.execute(_VERSIONS)
+            self._db.unregister("committed_rows")
+            empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
+        except BaseException as exc:
+            self.close()
+            if failed and isinstance(exc, duckdb.Error):
+                raise failed[0] from None  # the storage's own error, as every other read gives it
+            raise
+        if empty:
             self.close()  # nothing of this scope: the listing streams straight through
 
     def match(self, listing: Iterable[DocRef]) -> Iterator[tuple[DocRef, Match]]:
@@ -202,8 +218,8 @@ class CommittedIndex:
                 self._insert_listed(seq, chunk)
                 seq, chunk = seq + len(chunk), []
         self._insert_listed(seq, chunk)
-        # a relation's reader streams the result (an execute() result would be copied whole first)
         db.execute(_JOIN)
+        # a relation's reader streams the result (an execute() result would be copied whole first)
         with db.sql("SELECT * FROM joined ORDER BY seq").to_arrow_reader(BATCH_ROWS) as reader:
             doc, seq, match = None, None, NO_MATCH
             for batch in reader:
@@ -217,6 +233,8 @@ class CommittedIndex:
                 yield doc, match
 
     def _insert_listed(self, start: int, docs: list[DocRef]) -> None:
+        if not docs:
+            return
         chunk = pa.table({"seq": pa.array(range(start, start + len(docs)), pa.int64()),
                           "doc_id": [d.doc_id for d in docs], "uri": [d.uri for d in docs],
                           "size": pa.array([d.size for d in docs], pa.int64()),
