@@ -75,10 +75,12 @@ class Runner:
     def __init__(self, home: Path, checkout: Path, paths: dict[str, str], env: dict[str, str]):
         self.home, self.checkout, self.paths, self.env = home, checkout, paths, env
         self.ran: list[str] = []
+        self.seconds: dict[str, float] = {}  # per command, printed at the end (pytest -s shows them)
 
     def bash(self, command: str, cwd: Path) -> None:
         command = without_install(substitute(command, self.paths))
-        deadline = time.monotonic() + 120
+        started = time.monotonic()
+        deadline = started + 120
         while True:
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=self.env,
                                   capture_output=True, text=True, timeout=900)
@@ -89,6 +91,7 @@ class Runner:
         assert done.returncode == 0, f"README command failed ({done.returncode}): {command}\n" \
                                      f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         self.ran.append(command)
+        self.seconds[command] = time.monotonic() - started
 
     def python(self, code: str) -> None:
         script = self.home / f"block{len(self.ran)}.py"
@@ -157,6 +160,8 @@ def test_the_readme_commands_run_as_written(ray_head, tiny_model, tmp_path, monk
         else:
             runner.yaml_file(block.text)
 
+    for command, seconds in sorted(runner.seconds.items(), key=lambda kv: -kv[1]):
+        print(f"{seconds:7.1f} s  {command[:150]}")
     # what the commands were to leave behind
     assert (home / "pageray-demo" / "out" / "data").is_dir()                          # pageray demo
     assert list((home / "tiny-idefics2").iterdir())                                   # pageray model tiny
