@@ -41,7 +41,7 @@ class EngineItem:
 class EngineStats:
     slots: int
     steps: int = 0          # decode steps (forward passes over the live rows)
-    row_steps: int = 0      # live rows summed over decode steps
+    row_steps: int = 0      # live rows (not done) summed over decode steps
     prefills: int = 0       # prefill forward passes
 
     @property
@@ -87,7 +87,7 @@ class Engine:
                 logits = new_logits if logits is None else torch.cat([logits, new_logits])
             tokens = self._choose(logits, rows, logprob_table)
             stats.steps += 1
-            stats.row_steps += len(rows)
+            stats.row_steps += sum(not r.done for r in rows)
             logits = self.loop.forward(self.loop.embed(tokens[:, None]), kv.cache, **kv.step_inputs())
             for row, tok in zip(rows, tokens.tolist()):
                 self._advance(row, tok)

@@ -99,3 +99,12 @@ def test_engine_without_the_grammar_equals_generate_and_static(extractor, pages,
         assert continuous.steps < static.steps and continuous.occupancy > static.occupancy
     finally:
         config.sliding_window = before
+
+
+def test_bench_budgets_have_the_stated_median_and_p95():
+    from pageray.pipeline.bench.continuous import lognormal_budgets
+
+    budgets = lognormal_budgets(20000, median=24, p95=120, seed=1)
+    assert np.percentile(budgets, 50) == pytest.approx(24, rel=0.05)
+    assert np.percentile(budgets, 95) == pytest.approx(120, rel=0.05)
+    assert budgets == lognormal_budgets(20000, median=24, p95=120, seed=1) and min(budgets) >= 1
