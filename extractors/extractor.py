@@ -27,6 +27,7 @@ from pageray.extractors.batching import resolve_batch_size
 from pageray.extractors.bundle import is_bundle
 from pageray.extractors.decode_loop import DecodeLoop
 from pageray.extractors.decoding import JsonGrammar, RowResult
+from pageray.extractors.engine import Engine, EngineItem
 from pageray.extractors.grounding import ground
 from pageray.extractors.loading import ModelSpec, load_model
 from pageray.extractors.multi_image import MultiImage
@@ -93,6 +94,7 @@ class ExtractFields:
                                   self.device)
         self.batch_size = resolve_batch_size(settings.batch_size, self.model, self.device,
                                              self.decoder.prompt_tokens(), settings.max_new_tokens)
+        self.engine = Engine(self.decoder, self.encoder, self.batch_size) if settings.engine == "continuous" else None
         self.multi_image = MultiImage(self)
         self.worker = _worker_name()
 
@@ -101,8 +103,10 @@ class ExtractFields:
         pages = [r for r in rows if not is_bundle(r)]
         todo = [r for r in pages if r.get("status") == Status.OK.value
                 and (r.get("pixels") is not None or r.get("image") is not None)]
-        for chunk in self._chunks(todo):
-            self._run_with_backoff(chunk, self._run, self._failed)
+        # continuous: every page in one engine call (any prompt lengths); a failure halves it as a batch
+        chunks, run = ([todo], self._run_engine) if self.engine and todo else (self._chunks(todo), self._run)
+        for chunk in chunks:
+            self._run_with_backoff(chunk, run, self._failed)
         rows = pages + self.multi_image([r for r in rows if is_bundle(r)])
         now = datetime.now(timezone.utc)
         for r in rows:
@@ -170,7 +174,18 @@ class ExtractFields:
         base = self.prompts.ids()  # page scope: every row's, already on the device in the loop
         results, _ = self.decoder(features, self.settings.max_new_tokens, deadline,
                                   prompt_ids=None if all(p is base for p in prompts) else prompts)
-        per_page_ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
+        self._record(chunk, results, prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
+
+    def _run_engine(self, chunk: list[dict]) -> None:
+        """`extractors.engine`: the page time limit counts from when a page takes its slot."""
+        t0 = time.perf_counter()
+        prompts = [self._prompt_ids(r) for r in chunk]
+        items = [EngineItem(self._crops(r), ids, self.settings.max_new_tokens, self.settings.page_time_limit_s)
+                 for r, ids in zip(chunk, prompts)]
+        results, _ = self.engine(items)
+        self._record(chunk, [res for res, _ in results], prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
+
+    def _record(self, chunk: list[dict], results: list[RowResult], prompts: list[list[int]], per_page_ms: float):
         for r, res, ids in zip(chunk, results, prompts):
             r.update(self._fields(res), input_tokens=len(ids), output_tokens=res.output_tokens,
                      confidence=res.confidence, extract_ms=per_page_ms, method="page")

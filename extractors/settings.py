@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pageray.schemas.budget import Budgeted
@@ -20,6 +20,13 @@ class ExtractSettings:
     max_new_tokens: int | None = None  # output budget per page; None: the schema's (for_schema)
     page_time_limit_s: float | None = 300.0  # then the answer is closed early, as the shortest valid JSON
     page_prompts: bool = False  # document scope: each page's prompt says "page k of n" (RunConfig.document_scope)
+    # "continuous": one engine with batch_size decode slots, refilled as rows finish (extractors.engine);
+    # opt-in until the pipeline's end-to-end tests and a device measurement have run it
+    engine: Literal["static", "continuous"] = "static"
+
+    def __post_init__(self):
+        if self.engine not in ("static", "continuous"):
+            raise ValueError(f"engine must be 'static' or 'continuous', not {self.engine!r}")
 
     def for_schema(self, schema: "Budgeted") -> tuple["ExtractSettings", str]:
         """These settings with the budget resolved for `schema`, and where it came from ("flag",

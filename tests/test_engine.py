@@ -108,3 +108,31 @@ def test_bench_budgets_have_the_stated_median_and_p95():
     assert np.percentile(budgets, 50) == pytest.approx(24, rel=0.05)
     assert np.percentile(budgets, 95) == pytest.approx(120, rel=0.05)
     assert budgets == lognormal_budgets(20000, median=24, p95=120, seed=1) and min(budgets) >= 1
+
+
+def test_extractor_with_the_continuous_engine_writes_the_static_rows(extractor, samples):
+    """`ExtractSettings(engine="continuous")`: the same output rows as today's batches, in document
+    scope (prompts of different lengths in one engine) with more pages than slots."""
+    from pageray.pipeline.datamodel import rows_to_columns
+
+    rows = []
+    for name in ["invoice.pdf", "rotated_table.pdf", "form_two_pages.pdf", "receipt.pdf"]:
+        for page in render_document((samples / name).read_bytes(), name, RenderLimits()):
+            rows.append({**page, "run_id": "r", "doc_id": name, "source_uri": name, "doc_sha256": "x",
+                         "doc_size": 1, "doc_mtime_ns": 1})
+    assert len(rows) == 5 and {r["page_count"] for r in rows} == {1, 2}
+    rows[0].update(page_index=9, page_count=12)  # as if the 10th page of 12: a longer prompt
+    tables = {}
+    for engine in ("static", "continuous"):
+        settings = ExtractSettings(batch_size=2, max_new_tokens=48, page_prompts=True, engine=engine)
+        step = ExtractFields(extractor.spec, extractor.schema, settings,
+                             loaded=(extractor.model, extractor.processor, extractor.device))
+        tables[engine] = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+    assert len({r["input_tokens"] for r in tables["static"]}) == 2
+    for ours, theirs in zip(tables["continuous"], tables["static"]):
+        assert ours.pop("confidence") == pytest.approx(theirs.pop("confidence"), rel=1e-4)
+        for key in ("extract_ms", "created_at"):
+            ours.pop(key), theirs.pop(key)
+        assert ours == theirs
+    with pytest.raises(ValueError, match="engine must be"):
+        ExtractSettings(engine="dynamic")
