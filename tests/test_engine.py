@@ -136,3 +136,48 @@ def test_extractor_with_the_continuous_engine_writes_the_static_rows(extractor, 
         assert ours == theirs
     with pytest.raises(ValueError, match="engine must be"):
         ExtractSettings(engine="dynamic")
+
+
+def test_engine_time_limit_closes_rows_as_decode_loop_does(extractor, pages):
+    import time
+
+    items = _items(extractor, pages, [60, 66, 70, 64])
+    for item in items:
+        item.time_limit_s = 1e-9  # past before the first step: every row is closed at once
+    results, _ = Engine(extractor.decoder, extractor.encoder, slots=2)(items)
+    for item, (ours, _) in zip(items, results):
+        [alone], _ = extractor.decoder(extractor.encoder([item.crops]), item.budget, time.monotonic() - 1,
+                                       prompt_ids=[item.prompt_ids])
+        assert ours.timed_out and (ours.text, ours.output_tokens) == (alone.text, alone.output_tokens)
+        assert ours.output_tokens < item.budget
+
+
+def test_continuous_extractor_halves_on_out_of_memory_then_records_the_page(extractor, samples):
+    from pageray.pipeline.datamodel import Status, rows_to_columns
+
+    step = ExtractFields(extractor.spec, extractor.schema, ExtractSettings(batch_size=2, max_new_tokens=45,
+                         engine="continuous"), loaded=(extractor.model, extractor.processor, extractor.device))
+    rows = []
+    for name in ["invoice.pdf", "receipt.pdf", "rotated_table.pdf"]:
+        for page in render_document((samples / name).read_bytes(), name, RenderLimits()):
+            rows.append({**page, "run_id": "r", "doc_id": name, "source_uri": name, "doc_sha256": "x",
+                         "doc_size": 1, "doc_mtime_ns": 1})
+    real, calls = step.engine.encoder, []
+
+    def encoder_that_fits_one(crops):  # stands in for a GPU that fits one page at a time
+        calls.append(len(crops))
+        if len(crops) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(crops)
+
+    step.engine.encoder = encoder_that_fits_one
+    out = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+    assert calls[0] == 2 and [r["status"] for r in out] == [Status.OK.value] * 3
+
+    def never_fits(crops):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    step.engine.encoder = never_fits
+    out = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+    assert [r["status"] for r in out] == [Status.MODEL_ERROR.value] * 3
+    assert all("out of memory" in r["error"] for r in out)
