@@ -181,3 +181,16 @@ def test_continuous_extractor_halves_on_out_of_memory_then_records_the_page(extr
     out = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
     assert [r["status"] for r in out] == [Status.MODEL_ERROR.value] * 3
     assert all("out of memory" in r["error"] for r in out)
+
+
+def test_multi_image_bundles_share_the_engine_with_single_pages(extractor, pages):
+    """A bundle (a short document's pages in one prompt) is one item: its pages' crops and the
+    n-image prompt; it decodes next to single pages exactly as it does alone."""
+    two = extractor.prompts.ids(pages=2)
+    items = [EngineItem(pages[0] + pages[1], two, 50), EngineItem(pages[2], extractor.prompts.ids(), 42),
+             EngineItem(pages[2] + pages[0], two, 44), EngineItem(pages[1], extractor.prompts.ids(page=(0, 2)), 47)]
+    results, stats = Engine(extractor.decoder, extractor.encoder, slots=2)(items)
+    for item, (ours, _) in zip(items, results):
+        [alone], _ = extractor.decoder(extractor.encoder([item.crops]), item.budget, prompt_ids=[item.prompt_ids])
+        assert (ours.text, ours.truncated, ours.output_tokens) == (alone.text, alone.truncated, alone.output_tokens)
+    assert results[0][0].text != results[2][0].text  # the bundles' pages are read
