@@ -18,6 +18,7 @@ row of the last one is done, and done rows keep computing until then): the bench
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,8 +139,6 @@ class Engine:
         return embeds
 
     def _new_row(self, item: EngineItem, index: int, slot: int) -> _Row:
-        import time
-
         deadline = time.monotonic() + item.time_limit_s if item.time_limit_s else None
         states = self.grammar.new_rows(1, item.budget, deadline) if self.constrained else None
         return _Row(index, slot, states, item.budget)

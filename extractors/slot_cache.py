@@ -82,6 +82,7 @@ class SlotCache:
         width = max(self.width, cache.get_seq_length())
         ours, theirs = width - self.width, width - cache.get_seq_length()
         self.cache = _cache([
-            (torch.cat([_pad_left(k, ours), _pad_left(k2, theirs)]), torch.cat([_pad_left(v, ours), _pad_left(v2, theirs)]))
+            (torch.cat([_pad_left(k, ours), _pad_left(k2, theirs)]),
+             torch.cat([_pad_left(v, ours), _pad_left(v2, theirs)]))
             for (k, v), (k2, v2) in zip(_layers(self.cache), _layers(cache))])
         self.lengths += list(lengths)
