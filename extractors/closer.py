@@ -21,8 +21,8 @@ from __future__ import annotations
 from functools import partial
 
 from pageray.extractors import grammar_leaf
-from pageray.extractors.closer_strings import _Counted, _String
-from pageray.extractors.completion import _counted, _date, _enum, _is_date, _nullable, _object_parts, min_instance
+from pageray.extractors.closer_strings import CountedString, StringFrame
+from pageray.extractors.completion import is_counted, date_step, enum_step, is_date, non_null_branch, object_parts, min_instance
 from pageray.extractors.partial_json import INTEGER, NUMBER, literal_for, number
 
 _BARE = bytes(c in b"-+.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in range(256))
@@ -38,23 +38,23 @@ class _Node:
         self.min, self.kind = min_instance(schema), schema.get("type")
         sub = lambda s: memo.get(id(s)) or _Node(s, memo)  # noqa: E731  (shared sub-dicts once)
         if "anyOf" in schema:
-            self.kind, self.sub = "nullable", sub(_nullable(schema))
+            self.kind, self.sub = "nullable", sub(non_null_branch(schema))
         elif "enum" in schema:
-            self.kind, self.lex = "short", partial(_enum, [literal_for(v) for v in schema["enum"]])
+            self.kind, self.lex = "short", partial(enum_step, [literal_for(v) for v in schema["enum"]])
         elif grammar_leaf.is_leaf(schema):
             self.kind, self.lex = "short", partial(grammar_leaf.scan, schema)
-        elif _counted(schema):
+        elif is_counted(schema):
             self.kind, self.least, self.most = "counted", schema.get("minLength", 0), schema.get("maxLength")
         elif self.kind == "object":
-            self.parts = [p if isinstance(p, bytes) else sub(p) for p in _object_parts(schema)]
+            self.parts = [p if isinstance(p, bytes) else sub(p) for p in object_parts(schema)]
             pieces = [p if isinstance(p, bytes) else p.min for p in self.parts]
             self.rest = [b"".join(pieces[i:]) for i in range(len(pieces) + 1)]
         elif self.kind == "array":
             self.sub, self.least, self.most = sub(schema["items"]), schema.get("minItems", 0), schema.get("maxItems")
         elif self.kind in ("number", "integer"):
             self.kind, self.lex = "short", partial(number, grammar=NUMBER if self.kind == "number" else INTEGER)
-        elif self.kind == "string" and _is_date(schema):
-            self.kind, self.lex = "short", _date
+        elif self.kind == "string" and is_date(schema):
+            self.kind, self.lex = "short", date_step
 
 
 def _start(node: _Node, byte: int, after: bytes):
@@ -62,13 +62,13 @@ def _start(node: _Node, byte: int, after: bytes):
     while node.kind == "nullable" and byte != 0x6E:  # no non-null value starts with "n"
         node = node.sub
     if node.kind == "string":
-        frame = _String()
+        frame = StringFrame()
     elif node.kind == "object":
         frame = _Seq(node.parts, node.rest)
     elif node.kind == "array":
         frame = _Array(node.sub, node.least, node.most)
     elif node.kind == "counted":
-        frame = _Counted(node.least, node.most)
+        frame = CountedString(node.least, node.most)
     elif node.kind == "short":
         frame = _Short(node.lex, byte != 0x22)
     else:

@@ -3,10 +3,10 @@ length-limited (minLength/maxLength) raw string counted in code points. Each fra
 bytes and pops itself at the closing quote; `tail` is what closes it from where it stands."""
 from __future__ import annotations
 
-from pageray.extractors.partial_json import _HEX, _PLAIN, _SIMPLE_ESCAPES, _utf8_lead
+from pageray.extractors.partial_json import HEX, PLAIN, SIMPLE_ESCAPES, utf8_lead
 
 
-class _Counted:
+class CountedString:
     """completion.counted_string a byte at a time: raw characters, `count` of the `least`
     (minLength) begun, at most `most` (maxLength), `need` more bytes of a UTF-8 character (the
     next in `lo`..`hi`)."""
@@ -37,7 +37,7 @@ class _Counted:
             else:
                 self.count += 1
                 if byte >= 0x80:
-                    length, self.lo, self.hi = _utf8_lead(byte)
+                    length, self.lo, self.hi = utf8_lead(byte)
                     self.need = length - 1
         return len(data)
 
@@ -46,7 +46,7 @@ class _Counted:
         return cut + b"0" * max(0, self.least - self.count) + b'"'
 
 
-class _String:
+class StringFrame:
     """partial_json.string a byte at a time. state: 0 before '"', 1 in text, 2 after "\\", 3 in
     \\uXXXX (`digits`), 4 in a UTF-8 character (`need` more bytes, the next in `lo`..`hi`)."""
     __slots__ = ("state", "high", "digits", "need", "lo", "hi", "after")
@@ -59,7 +59,7 @@ class _String:
         while pos < n:
             state, byte = self.state, data[pos]
             if state == 1:
-                end = _PLAIN.match(data, pos).end()
+                end = PLAIN.match(data, pos).end()
                 self.high = self.high and end == pos
                 if end == n:
                     return n
@@ -71,7 +71,7 @@ class _String:
                 if byte == 0x5C:
                     self.state = 2
                 elif byte >= 0x80:
-                    length, self.lo, self.hi = _utf8_lead(byte)
+                    length, self.lo, self.hi = utf8_lead(byte)
                     self.need, self.state = length - 1, 4
                 else:
                     raise ValueError(f"raw control byte {byte:#04x} inside a string")
@@ -81,13 +81,13 @@ class _String:
                 self.need, self.lo, self.hi = self.need - 1, 0x80, 0xBF
                 self.state = 4 if self.need else 1
             elif state == 3:
-                if byte not in _HEX:
+                if byte not in HEX:
                     raise ValueError(f"bad \\u escape digit {bytes([byte])!r}")
                 self.digits += bytes([byte])
                 if len(self.digits) == 4:
                     self.state, self.high = 1, b"d800" <= self.digits.lower() < b"dc00"
             elif state == 2:
-                if byte != 0x75 and byte not in _SIMPLE_ESCAPES:
+                if byte != 0x75 and byte not in SIMPLE_ESCAPES:
                     raise ValueError(f"bad escape {bytes([byte])!r}")
                 self.state, self.digits = 3 if byte == 0x75 else 1, b""
             elif byte != 0x22:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 
 from pageray.extractors import grammar_leaf
-from pageray.extractors.partial_json import INTEGER, NUMBER, Step, _utf8_lead, bare_token, literal, literal_for, number, string
+from pageray.extractors.partial_json import INTEGER, NUMBER, Step, utf8_lead, bare_token, literal, literal_for, number, string
 from pageray.schemas.patterns import DATE_PATTERN
 
 __all__ = ["literal_for", "max_completion_len", "min_instance", "shortest_completion"]
@@ -44,7 +44,7 @@ _SIMPLE_MIN = {"array": b"[]", "number": b"0", "integer": b"0", "boolean": b"fal
 def min_instance(schema: dict) -> bytes:
     """The shortest compact document for `schema`: the completion of the empty prefix."""
     if "anyOf" in schema:
-        _nullable(schema)
+        non_null_branch(schema)
         return b"null"
     if "enum" in schema:
         return min((literal_for(v) for v in schema["enum"]), key=len)
@@ -52,13 +52,13 @@ def min_instance(schema: dict) -> bytes:
         return grammar_leaf.leaf_for(schema).min
     kind = schema.get("type")
     if kind == "object":
-        return b"".join(p if isinstance(p, bytes) else min_instance(p) for p in _object_parts(schema))
+        return b"".join(p if isinstance(p, bytes) else min_instance(p) for p in object_parts(schema))
     if kind == "array" and schema.get("minItems"):
         return b"[" + b",".join([min_instance(schema["items"])] * schema["minItems"]) + b"]"
-    if _counted(schema):
+    if is_counted(schema):
         return b'"' + b"0" * schema.get("minLength", 0) + b'"'
     if kind == "string":
-        return b'"' + _DATE_TEMPLATES[0].encode() + b'"' if _is_date(schema) else b'""'
+        return b'"' + _DATE_TEMPLATES[0].encode() + b'"' if is_date(schema) else b'""'
     if kind in _SIMPLE_MIN:
         return _SIMPLE_MIN[kind]
     raise ValueError(f"unsupported schema {schema!r}")
@@ -68,17 +68,17 @@ def max_completion_len(schema: dict) -> int:
     """An upper bound on len(shortest_completion(schema, p)) over all valid prefixes p: the bytes
     a decoder must keep in reserve to be able to close any row (compare len(min_instance))."""
     if "anyOf" in schema:
-        return max(4, max_completion_len(_nullable(schema)))
+        return max(4, max_completion_len(non_null_branch(schema)))
     if "enum" in schema:
         return max(len(literal_for(v)) for v in schema["enum"])
     if grammar_leaf.is_leaf(schema):
         return grammar_leaf.leaf_for(schema).max_tail()
     kind = schema.get("type")
-    if _counted(schema):  # a cut 4-byte character, the missing characters, the quote
+    if is_counted(schema):  # a cut 4-byte character, the missing characters, the quote
         return 4 + schema.get("minLength", 0)
     if kind == "object":  # cut inside part i: its worst tail, then the minimal rest
         worst = rest = 0
-        for part in reversed(_object_parts(schema)):
+        for part in reversed(object_parts(schema)):
             fixed = isinstance(part, bytes)
             worst = max(worst, rest + (len(part) if fixed else max_completion_len(part)))
             rest += len(part) if fixed else len(min_instance(part))
@@ -87,7 +87,7 @@ def max_completion_len(schema: dict) -> int:
         more = schema.get("minItems", 0) * (len(min_instance(schema["items"])) + 1)
         return max(2, max_completion_len(schema["items"]) + 1) + more
     if kind == "string":  # a date: quotes and ten characters; else a cut \uD8 escape: 00\udc00"
-        return 12 if _is_date(schema) else 9
+        return 12 if is_date(schema) else 9
     return len(min_instance(schema))
 
 
@@ -103,7 +103,7 @@ def shortest_completion(schema: dict, prefix: bytes) -> bytes:
     return b""
 
 
-def _nullable(schema: dict) -> dict:
+def non_null_branch(schema: dict) -> dict:
     """X of `anyOf: [X, {"type": "null"}]`."""
     others = [s for s in schema["anyOf"] if s != _NULL]
     if len(schema["anyOf"]) != 2 or len(others) != 1:
@@ -111,16 +111,16 @@ def _nullable(schema: dict) -> dict:
     return others[0]
 
 
-def _is_date(schema: dict) -> bool:
+def is_date(schema: dict) -> bool:
     return schema.get("pattern") == DATE_PATTERN and "format" not in schema
 
 
-def _counted(schema: dict) -> bool:
+def is_counted(schema: dict) -> bool:
     """A string with minLength or maxLength (and no pattern or format: those are leaves)."""
     return schema.get("type") == "string" and ("minLength" in schema or "maxLength" in schema)
 
 
-def _object_parts(schema: dict) -> list:
+def object_parts(schema: dict) -> list:
     """The object as literals (bytes) and value schemas in order: `{"a":` A `,"b":` B `}`."""
     props = schema.get("properties", {})
     if list(schema.get("required", [])) != list(props) or schema.get("additionalProperties", False):
@@ -135,21 +135,21 @@ def _value(schema: dict, data: bytes, pos: int) -> Step:
     if pos == len(data):
         return pos, min_instance(schema)
     if "anyOf" in schema:  # no non-null value of a normalized schema starts with "n"
-        inner = _nullable(schema)
+        inner = non_null_branch(schema)
         return literal(data, pos, b"null") if data[pos] == ord("n") else _value(inner, data, pos)
     if "enum" in schema:
-        return _enum([literal_for(v) for v in schema["enum"]], data, pos)
+        return enum_step([literal_for(v) for v in schema["enum"]], data, pos)
     if grammar_leaf.is_leaf(schema):
         return grammar_leaf.scan(schema, data, pos)
     kind = schema.get("type")
     if kind == "object":
-        return _sequence(_object_parts(schema), data, pos)
+        return _sequence(object_parts(schema), data, pos)
     if kind == "array":
         return _array(schema["items"], data, pos, schema.get("minItems", 0), schema.get("maxItems"))
-    if _counted(schema):
+    if is_counted(schema):
         return counted_string(data, pos, schema.get("minLength", 0), schema.get("maxLength"))
     if kind == "string":
-        return _date(data, pos) if _is_date(schema) else string(data, pos)
+        return date_step(data, pos) if is_date(schema) else string(data, pos)
     if kind in ("number", "integer"):
         return number(data, pos, INTEGER if kind == "integer" else NUMBER)
     if kind == "boolean":
@@ -212,7 +212,7 @@ def counted_string(data: bytes, pos: int, least: int, most: int | None = None) -
             raise ValueError(f"byte {byte:#04x} at {i} cannot continue a length-limited string")
         count, length = count + 1, 1
         if byte >= 0x80:
-            length, low, high = _utf8_lead(byte)
+            length, low, high = utf8_lead(byte)
             for k, cont in enumerate(data[i + 1 : i + length]):
                 if not (low if k == 0 else 0x80) <= cont <= (high if k == 0 else 0xBF):
                     raise ValueError(f"invalid UTF-8 continuation {cont:#04x} at byte {i + 1 + k}")
@@ -224,7 +224,7 @@ def counted_string(data: bytes, pos: int, least: int, most: int | None = None) -
     return n, b"0" * max(0, least - count) + b'"'
 
 
-def _enum(literals: list, data: bytes, pos: int) -> Step:
+def enum_step(literals: list, data: bytes, pos: int) -> Step:
     if data[pos] == ord('"'):
         end, tail = string(data, pos)  # only to find where a complete string ends
     else:
@@ -241,7 +241,7 @@ def _enum(literals: list, data: bytes, pos: int) -> Step:
     return len(data), min(candidates, key=len)[len(partial) :]
 
 
-def _date(data: bytes, pos: int) -> Step:
+def date_step(data: bytes, pos: int) -> Step:
     end, tail = string(data, pos)
     text = data[pos + 1 : end - (tail is None)].decode("latin-1")  # without quotes
     if tail is None:

@@ -23,9 +23,9 @@ Step = Tuple[int, Optional[bytes]]
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 INTEGER = re.compile(r"0|-?[1-9][0-9]*")
 _BARE = re.compile(rb"[-+.0-9A-Za-z]*")  # an unquoted scalar token
-_PLAIN = re.compile(rb'[^"\\\x00-\x1f\x80-\xff]*')  # string bytes that need no attention
-_SIMPLE_ESCAPES = b'"\\/bfnrt'
-_HEX = b"0123456789abcdefABCDEF"
+PLAIN = re.compile(rb'[^"\\\x00-\x1f\x80-\xff]*')  # string bytes that need no attention
+SIMPLE_ESCAPES = b'"\\/bfnrt'
+HEX = b"0123456789abcdefABCDEF"
 _ESCAPE_CHAR = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -85,7 +85,7 @@ def number(data: bytes, pos: int, grammar: re.Pattern = NUMBER) -> Step:
     raise ValueError(f"{text!r} at byte {pos} is not a prefix of a match of {grammar.pattern!r}")
 
 
-def _utf8_lead(byte: int) -> Tuple[int, int, int]:
+def utf8_lead(byte: int) -> Tuple[int, int, int]:
     """(sequence length, lowest, highest second byte) for a UTF-8 lead byte, as xgrammar has it."""
     if 0xC2 <= byte <= 0xDF:
         return 2, 0x80, 0xBF
@@ -103,7 +103,7 @@ def string(data: bytes, pos: int) -> Step:
     pos, _ = literal(data, pos, b'"')
     i, n = pos, len(data)
     high_surrogate_end = -1  # end of the last \uD800-\uDBFF escape
-    while (i := _PLAIN.match(data, i).end()) < n:
+    while (i := PLAIN.match(data, i).end()) < n:
         byte = data[i]
         if byte == ord('"'):
             return i + 1, None
@@ -113,7 +113,7 @@ def string(data: bytes, pos: int) -> Step:
                 return n, b'n"'
             if kind == b"u":
                 digits = data[i + 2 : i + 6]
-                if not all(d in _HEX for d in digits):
+                if not all(d in HEX for d in digits):
                     raise ValueError(f"bad \\u escape {data[i:i + 6]!r} at byte {i}")
                 if i + 6 > n:
                     code = digits.lower().ljust(4, b"0")
@@ -122,12 +122,12 @@ def string(data: bytes, pos: int) -> Step:
                 if b"d800" <= digits.lower() < b"dc00":
                     high_surrogate_end = i + 6
                 i += 6
-            elif kind in _SIMPLE_ESCAPES:
+            elif kind in SIMPLE_ESCAPES:
                 i += 2
             else:
                 raise ValueError(f"bad escape {data[i:i + 2]!r} at byte {i}")
         elif byte >= 0x80:
-            length, low, high = _utf8_lead(byte)
+            length, low, high = utf8_lead(byte)
             for k, cont in enumerate(data[i + 1 : i + length]):
                 lo, hi = (low, high) if k == 0 else (0x80, 0xBF)
                 if not lo <= cont <= hi:

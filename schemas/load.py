@@ -22,7 +22,7 @@ import yaml
 
 from pageray.schemas import pydantic_models
 from pageray.schemas.jsonschema import normalize
-from pageray.schemas.model import ExtractionSchema, SchemaError, _label, format_problems
+from pageray.schemas.model import ExtractionSchema, SchemaError, display_label, format_problems
 from pageray.schemas.plain_json import canonical_json, json_value_problems
 
 MAX_FILE_BYTES = 256 * 1024
@@ -190,7 +190,7 @@ def _from_document(document: Any, where: str) -> ExtractionSchema:
         # Hand-written files keep their annotations; only generator constructs are rewritten.
         json_schema, problems = normalize(json_schema, generated=False)
         if problems:
-            raise SchemaError(f"{where}: {format_problems(_label(document['name']), problems)}")
+            raise SchemaError(f"{where}: {format_problems(display_label(document['name']), problems)}")
     try:
         return ExtractionSchema(name=document["name"], version=document["version"],
                                 description=document["description"],

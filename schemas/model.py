@@ -55,7 +55,7 @@ class ExtractionSchema:
         header = _header_problems(self.name, self.version, self.description) \
             + budget_problems(self.max_new_tokens)
         if header:
-            raise SchemaError(format_problems(_label(self.name), header))
+            raise SchemaError(format_problems(display_label(self.name), header))
         problems = json_value_problems(self.json_schema) or field_problems(self.json_schema)
         if problems:
             raise SchemaError(format_problems(self.name, problems))
@@ -127,7 +127,7 @@ def _header_problems(name: Any, version: Any, description: Any) -> list[str]:
     return problems
 
 
-def _label(name: Any) -> str:
+def display_label(name: Any) -> str:
     if isinstance(name, str) and NAME_RE.fullmatch(name):
         return name
     return f"schema {name!r}" if isinstance(name, str) else "schema"
