@@ -13,7 +13,7 @@ def __getattr__(name: str):
     # `from pageray import extract, read`, imported on first use: a Ray worker or a render child
     # that imports one part of pageray does not pay for the API and what it needs
     if name in __all__:
-        from pageray.pipeline import api
+        from pageray.pipeline.driver import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'pageray' has no attribute {name!r}")

@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
     import torch
 
     from pageray.extractors.extractor import ExtractFields, ExtractSettings
-    from pageray.extractors.loading import ModelSpec
-    from pageray.extractors.pixels import model_crops
+    from pageray.extractors.model.loading import ModelSpec
+    from pageray.extractors.vision.pixels import model_crops
     from pageray.pipeline.bench.continuous import compare, lognormal_budgets
     from pageray.pipeline.bench.models import build_bench_model
     from pageray.pipeline.bench.pages import render_pages

@@ -25,16 +25,16 @@ import pyarrow as pa
 
 from pageray.extractors.batching import resolve_batch_size
 from pageray.extractors.bundle import is_bundle
-from pageray.extractors.decode_loop import DecodeLoop
-from pageray.extractors.decoding import JsonGrammar, RowResult
-from pageray.extractors.engine import Engine, EngineItem
+from pageray.extractors.decoding.loop import DecodeLoop
+from pageray.extractors.decoding.rows import JsonGrammar, RowResult
+from pageray.extractors.decoding.engine import Engine, EngineItem
 from pageray.extractors.grounding import ground
-from pageray.extractors.loading import ModelSpec, load_model
+from pageray.extractors.model.loading import ModelSpec, load_model
 from pageray.extractors.multi_image import MultiImage
-from pageray.extractors.pixels import PreparePixels, unpack_crops
+from pageray.extractors.vision.pixels import PreparePixels, unpack_crops
 from pageray.extractors.prompts import PromptBook
 from pageray.extractors.settings import ExtractSettings
-from pageray.extractors.vision import PageEncoder
+from pageray.extractors.vision.encoder import PageEncoder
 from pageray.pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
 from pageray.pipeline.errors import describe
 from pageray.schemas import ExtractionSchema, arrow_type, generation_schema

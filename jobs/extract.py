@@ -13,7 +13,7 @@ import typer
 
 import pageray
 from pageray.jobs.checkout import stale_install_message
-from pageray.pipeline.cli import extract
+from pageray.pipeline.app.cli import extract
 
 job = typer.Typer(add_completion=False)
 job.command()(extract)

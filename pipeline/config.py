@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pageray.extractors.loading import DEFAULT_MODEL, ModelSpec, canonical_model
+from pageray.extractors.model.loading import DEFAULT_MODEL, ModelSpec, canonical_model
 from pageray.extractors.settings import ExtractSettings
 from pageray.pipeline.errors import ConfigError, shown
 from pageray.pipeline.render.geometry import MAX_LONGEST_EDGE_PX

@@ -9,7 +9,7 @@ from functools import lru_cache
 import jsonschema
 import xgrammar as xgr
 
-from pageray.extractors.completion import max_completion_len, shortest_completion
+from pageray.extractors.closing.completion import max_completion_len, shortest_completion
 
 # A vocabulary of the 256 single bytes (and a stop token), so token masks are next-byte sets.
 _BYTE_VOCAB = xgr.TokenizerInfo([bytes([i]) for i in range(256)] + [b"</s>"], stop_token_ids=[256])

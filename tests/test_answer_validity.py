@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, create_model
 
-from pageray.extractors.closer import Closer
+from pageray.extractors.closing.closer import Closer
 from pageray.extractors.extractor import _clean_text
 from pageray.schemas import generation_schema, load_schema
 from pageray.schemas.answer import AnswerReader
@@ -129,7 +129,7 @@ def test_the_grammar_writes_no_date_that_no_class_holds():
 def test_the_source_schema_survives_pickling_and_the_api_s_schema_file():
     import pickle
 
-    from pageray.pipeline.api import _schema_ref
+    from pageray.pipeline.driver.api import _schema_ref
 
     schema = load_schema(Invoice)
     assert pickle.loads(pickle.dumps(schema)).source_schema == Invoice.model_json_schema()

@@ -52,7 +52,7 @@ def test_a_class_that_is_no_schema_is_refused_before_any_work(samples, tmp_path)
 def test_a_class_is_the_same_schema_through_the_file_the_driver_loads():
     from pydantic import BaseModel, Field
 
-    from pageray.pipeline.api import _schema_ref
+    from pageray.pipeline.driver.api import _schema_ref
 
     class Slip(BaseModel):
         """A delivery slip."""

@@ -105,7 +105,7 @@ def test_options_and_table():
 
 def test_host_step_drives_both_planners_over_the_real_vocabulary(tiny_model):
     from pageray.extractors.extractor import ExtractFields, ExtractSettings
-    from pageray.extractors.loading import ModelSpec
+    from pageray.extractors.model.loading import ModelSpec
     from pageray.pipeline.bench.hoststep import allowed_tokens, drive, host_step_rows
     from pageray.schemas import load_schema
 
@@ -135,8 +135,8 @@ def test_saved_pages_are_the_rendered_pixels(tmp_path):
 
 
 def test_processor_folder_has_the_real_tokenizer(tmp_path):
-    from pageray.extractors.loading import ModelSpec, load_processor
-    from pageray.extractors.pixels import check_processor
+    from pageray.extractors.model.loading import ModelSpec, load_processor
+    from pageray.extractors.vision.pixels import check_processor
     from pageray.pipeline.bench.models import idefics2_8b_config, processor_folder
 
     processor = load_processor(ModelSpec(model=str(processor_folder(tmp_path / "processor"))))

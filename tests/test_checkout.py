@@ -33,11 +33,11 @@ def test_an_install_of_the_same_checkout_passes_and_tests_or_caches_do_not_count
 def test_an_older_install_is_named_with_the_files_that_differ_and_the_fix(tmp_path):
     checkout = copy_checkout(tmp_path / "pageray")
     installed = installed_copy(checkout, tmp_path / "site-packages-pageray")
-    (checkout / "pipeline" / "run.py").write_text((checkout / "pipeline" / "run.py").read_text() + "# edited\n")
+    (checkout / "pipeline" / "driver" / "run.py").write_text((checkout / "pipeline" / "driver" / "run.py").read_text() + "# edited\n")
     (checkout / "schemas" / "builtin" / "new.json").write_text("{}")
-    assert differing_files(installed, checkout) == ["pipeline/run.py", "schemas/builtin/new.json"]
+    assert differing_files(installed, checkout) == ["pipeline/driver/run.py", "schemas/builtin/new.json"]
     message = stale_install_message(installed, checkout)
-    assert "pipeline/run.py" in message and "jobs/runtime_env.yaml" in message and "ray-project/ray#41827" in message
+    assert "pipeline/driver/run.py" in message and "jobs/runtime_env.yaml" in message and "ray-project/ray#41827" in message
 
 
 def test_a_folder_that_is_not_a_pageray_checkout_is_not_compared(tmp_path):

@@ -7,7 +7,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.index import Scope
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.records import claim
@@ -121,8 +121,8 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
 
 
 def test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise(capsys):
-    from pageray.pipeline.cli import print_summary
-    from pageray.pipeline.run import budget_truncated, truncation_note
+    from pageray.pipeline.app.cli import print_summary
+    from pageray.pipeline.driver.run import budget_truncated, truncation_note
 
     batch = {"status": ["ok", "ok", "generation_timeout", "invalid_output", "render_error"],
              "truncated": [True, False, True, True, None]}
@@ -163,7 +163,7 @@ def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
 
 
 def test_model_tiny_builds_a_checkpoint_the_extract_preflight_accepts(tmp_path):
-    from pageray.extractors.loading import ModelSpec, preflight
+    from pageray.extractors.model.loading import ModelSpec, preflight
 
     result = invoke("model", "tiny", "--out", str(tmp_path / "tiny"))
     assert result.exit_code == 0, result.output

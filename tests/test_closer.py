@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageray.extractors.closer import Closer
-from pageray.extractors.completion import literal_for, min_instance, shortest_completion
-from pageray.extractors.partial_json import INTEGER, NUMBER
+from pageray.extractors.closing.closer import Closer
+from pageray.extractors.closing.completion import literal_for, min_instance, shortest_completion
+from pageray.extractors.closing.partial_json import INTEGER, NUMBER
 from pageray.schemas import generation_schema, list_builtin, load_schema
 
 from schema_builders import B, D, I, N, S, arr, null, obj  # noqa: E402,F401

@@ -18,7 +18,7 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageray.extractors.completion import literal_for, min_instance, shortest_completion
+from pageray.extractors.closing.completion import literal_for, min_instance, shortest_completion
 
 # ---------------------------------------------------------------- the oracle
 

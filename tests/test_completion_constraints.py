@@ -11,9 +11,9 @@ import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageray.extractors.closer import Closer
-from pageray.extractors.completion import max_completion_len, min_instance, shortest_completion
-from pageray.extractors.grammar_leaf import leaf_for
+from pageray.extractors.closing.closer import Closer
+from pageray.extractors.closing.completion import max_completion_len, min_instance, shortest_completion
+from pageray.extractors.closing.grammar_leaf import leaf_for
 from grammar_oracle import assert_valid_completion, compiled, next_bytes, xgr_accepts
 from schema_builders import I, S, arr, null, obj
 from pageray.schemas.patterns import DATETIME_PATTERN, TIME_PATTERN

@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.config_file import load_config_file, resolve_options
+from pageray.pipeline.app.config_file import load_config_file, resolve_options
 from pageray.pipeline.errors import ConfigError
 
 runner = CliRunner()

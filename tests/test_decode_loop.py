@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pageray.extractors.decoding import ConstrainedBatch
+from pageray.extractors.decoding.rows import ConstrainedBatch
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
-from pageray.extractors.loading import ModelSpec
-from pageray.extractors.pixels import model_crops
+from pageray.extractors.model.loading import ModelSpec
+from pageray.extractors.vision.pixels import model_crops
 from pageray.pipeline.render.pages import RenderLimits, render_document
 from pageray.schemas import load_schema
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from pageray.extractors.engine import Engine, EngineItem
+from pageray.extractors.decoding.engine import Engine, EngineItem
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
-from pageray.extractors.loading import ModelSpec
-from pageray.extractors.pixels import model_crops
+from pageray.extractors.model.loading import ModelSpec
+from pageray.extractors.vision.pixels import model_crops
 from pageray.pipeline.render.pages import RenderLimits, render_document
 from pageray.schemas import load_schema
 

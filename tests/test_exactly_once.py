@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from corpus import mupdf_pdf
 from outputs import SCHEMA, SCOPE, commit, document
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.ledger.heartbeat import Heartbeat
@@ -243,7 +243,7 @@ def test_reruns_fix_what_earlier_runs_left(ray_local, tiny_model, tmp_path):
     from pageray.extractors.extractor import ExtractFields
     from pageray.pipeline.datamodel import output_schema
     from pageray.pipeline.render.step import RenderPages
-    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.driver.run import run_extraction
     from pageray.schemas import arrow_type
 
     inbox, out, away = tmp_path / "in", tmp_path / "out", tmp_path / "away.pdf"

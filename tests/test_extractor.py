@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pageray.extractors.extractor import ExtractSettings, ExtractFields
-from pageray.extractors.loading import ModelSpec
+from pageray.extractors.model.loading import ModelSpec
 from pageray.pipeline.datamodel import Status, rows_to_columns
 from pageray.pipeline.render.pages import RenderLimits, render_document
 from pageray.schemas import generation_schema, load_schema

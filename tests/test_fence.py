@@ -27,7 +27,7 @@ from pageray.pipeline.ledger.commit import CommitPages
 from pageray.pipeline.ledger.folder import LEASE_DIR, OutputFolder
 from pageray.pipeline.ledger.lease import Lease
 from pageray.pipeline.ledger.merge import merge_small_files
-from pageray.pipeline.stopped import stopped_by
+from pageray.pipeline.driver.stopped import stopped_by
 
 PAGERAY = str(Path(sys.executable).parent / "pageray")
 SHORT = 1.0  # a lease timeout the tests wait out for real

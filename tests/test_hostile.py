@@ -19,7 +19,7 @@ import pymupdf
 import pytest
 from corpus import CLAIMED_PAGES, CRASH_NAME, build_corpus, corpus_files, mupdf_pdf
 from pageray.extractors.extractor import ExtractSettings, ExtractFields
-from pageray.extractors.loading import ModelSpec
+from pageray.extractors.model.loading import ModelSpec
 from pageray.pipeline.datamodel import Status, rows_to_columns
 from pageray.pipeline.render.isolation import IsolatedRenderer
 from pageray.pipeline.render.pages import RenderLimits, render_document
@@ -51,7 +51,7 @@ def page_batch(pages: list[tuple[str, dict]]) -> dict[str, list]:
 @pytest.mark.slow
 def test_broken_corpus_runs_to_the_end_with_a_row_per_file(ray_local, tiny_model, tmp_path):
     from pageray.pipeline.config import RunConfig
-    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.driver.run import run_extraction
     from pageray.pipeline.storage import DOCUMENT_SUFFIXES
 
     folder = tmp_path / "in"

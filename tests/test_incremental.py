@@ -10,7 +10,7 @@ import pytest
 from cheap import SMALL_RENDER
 
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.run import run_extraction
+from pageray.pipeline.driver.run import run_extraction
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from corpus import mupdf_pdf
 from processes import wait_until
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.errors import OutputBusy, StorageError
 from pageray.pipeline.ledger import lease as lease_module
 from pageray.pipeline.ledger.folder import LEASE_DIR, OutputFolder

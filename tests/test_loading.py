@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pageray.extractors.loading import ModelSpec, load_model, preflight
-from pageray.extractors.tiny import is_tiny_checkpoint
+from pageray.extractors.model.loading import ModelSpec, load_model, preflight
+from pageray.extractors.model.tiny import is_tiny_checkpoint
 from pageray.pipeline.errors import ModelLoadError
 
 

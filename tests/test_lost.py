@@ -25,7 +25,7 @@ import pytest
 from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, actor_titles, busy_actor, cluster_env, free_port, raylet_of
 from pageray.pipeline.errors import LostWorkers, StorageError
-from pageray.pipeline.stopped import stopped_by
+from pageray.pipeline.driver.stopped import stopped_by
 from processes import wait_until
 
 FLAGS = ["--schema", "invoice", "--max-new-tokens", "8", "--batch-size", "2", *SMALL_RENDER_FLAGS]

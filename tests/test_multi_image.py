@@ -18,7 +18,7 @@ from cheap import SMALL_RENDER
 from corpus import mupdf_pdf
 from pageray.extractors import bundle
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
-from pageray.extractors.loading import ModelSpec
+from pageray.extractors.model.loading import ModelSpec
 from pageray.extractors.multi_image import METHOD
 from pageray.extractors.prompts import image_tokens_per_page, multi_image_page_limit
 from pageray.pipeline.datamodel import Status, document_schema
@@ -146,7 +146,7 @@ def test_a_bundle_is_read_in_one_prompt_and_leaves_as_its_page_rows(extractor, p
 def test_a_multi_image_run_writes_one_row_per_document_and_a_resubmit_writes_none(ray_local, pdfs, tiny_model,
                                                                                   tmp_path):
     from pageray.pipeline.config import RunConfig
-    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.driver.run import run_extraction
 
     out = tmp_path / "out"
     config = dict(inputs=[str(pdfs)], out=str(out), schema_ref="invoice", model=str(tiny_model), max_new_tokens=16,

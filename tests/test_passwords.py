@@ -9,7 +9,7 @@ import pytest
 from corpus import locked_pdf as locked
 from typer.testing import CliRunner
 
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.render import pages as render_pages

@@ -12,7 +12,7 @@ from cheap import SMALL_RENDER_FLAGS
 from corpus import locked_pdf, mupdf_pdf
 from typer.testing import CliRunner
 
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.render.saslprep import saslprep
 
 pytestmark = pytest.mark.slow

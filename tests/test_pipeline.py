@@ -10,7 +10,7 @@ import pytest
 from cheap import SMALL_RENDER
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.errors import ConfigError
-from pageray.pipeline.run import run_extraction
+from pageray.pipeline.driver.run import run_extraction
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_the_record_counts_the_truncated_rows_and_a_tiny_model_run_says_its_valu
     one, whose random weights would fill any budget: the summary says once that its values are
     noise, and does not advise raising --max-new-tokens (a real model's run does:
     test_cli.test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise)."""
-    from pageray.pipeline.cli import print_summary
+    from pageray.pipeline.app.cli import print_summary
 
     out, record = invoice_run
     truncated = duckdb.sql(f"select count(*) filter (truncated and status <> 'generation_timeout'), "
@@ -122,7 +122,7 @@ def test_real_world_pdfs_run_to_completion(ray_local, tiny_model, tmp_path):
 
 
 def test_the_readme_demo_runs_and_can_run_again(ray_local, tmp_path):
-    from pageray.pipeline.demo import run_demo
+    from pageray.pipeline.app.demo import run_demo
 
     lines: list[str] = []
     record = run_demo(tmp_path / "demo", echo=lines.append)

@@ -15,8 +15,8 @@ from transformers.models.idefics2.image_processing_pil_idefics2 import (
     get_resize_output_image_size,
 )
 
-from pageray.extractors.loading import PROCESSOR_SIZE
-from pageray.extractors.pixels import (
+from pageray.extractors.model.loading import PROCESSOR_SIZE
+from pageray.extractors.vision.pixels import (
     MAX_MODEL_ASPECT,
     MIN_MODEL_SIDE_PX,
     PreparePixels,
@@ -115,7 +115,7 @@ def test_crops_normalized_equal_the_processor(pages, name, split):
 
 
 def test_normalize_chunks_like_one_pass(monkeypatch):
-    import pageray.extractors.pixels as pixels
+    import pageray.extractors.vision.pixels as pixels
 
     x = torch.from_numpy(np.stack([_synthetic(40, 30)] * 5))
     whole = normalize(x, 1 / 255, (0.5, 0.4, 0.3), (0.2, 0.3, 0.5))

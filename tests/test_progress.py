@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cheap import SMALL_RENDER_FLAGS
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.heartbeat import Heartbeat
 from pageray.pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, duration,
@@ -168,7 +168,7 @@ def test_verbose_is_a_logging_switch_and_not_part_of_the_run(monkeypatch):
     import logging
 
     from pageray.pipeline.config import RunConfig
-    from pageray.pipeline.ray_logs import VERBOSE_ENV, init_options
+    from pageray.pipeline.driver.ray_logs import VERBOSE_ENV, init_options
 
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
     assert init_options() == {"log_to_driver": False, "logging_level": logging.ERROR}

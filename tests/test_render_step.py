@@ -97,7 +97,7 @@ def test_batches_span_documents_so_one_page_documents_fill_a_model_batch(tmp_pat
 def test_with_split_pages_leave_as_the_models_crops(tmp_path):
     import numpy as np
 
-    from pageray.extractors.pixels import model_crops, unpack_crops
+    from pageray.extractors.vision.pixels import model_crops, unpack_crops
 
     pdf = tmp_path / "two.pdf"
     pdf.write_bytes(mupdf_pdf(2))

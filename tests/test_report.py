@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pageray.pipeline.cli import app
+from pageray.pipeline.app.cli import app
 from pageray.pipeline.datamodel import output_schema, rows_to_table
 from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.ledger.folder import OutputFolder

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from pageray.extractors.completion import min_instance
+from pageray.extractors.closing.completion import min_instance
 from pageray.schemas import ExtractionSchema, SchemaError, arrow_type, build_prompt, generation_schema, \
     load_schema
 from pageray.schemas.generation import validation_schema

@@ -37,7 +37,7 @@ import duckdb
 import pytest
 
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.run import run_extraction
+from pageray.pipeline.driver.run import run_extraction
 from rss import RssSampler, Sample, curve_table, window_levels, write_csv
 
 # 2,048 pages: 32 plan blocks of 8 documents, so 32 extractor calls of 4 model batches. Eight pages

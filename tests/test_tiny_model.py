@@ -11,8 +11,8 @@ from PIL import Image
 
 from cheap import SMALL_RENDER
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
-from pageray.extractors.loading import ModelSpec
-from pageray.extractors.pixels import model_crops
+from pageray.extractors.model.loading import ModelSpec
+from pageray.extractors.vision.pixels import model_crops
 from pageray.pipeline.datamodel import Status, rows_to_columns
 from pageray.pipeline.render.pages import RenderLimits, iter_render, render_document
 from pageray.pipeline.render.step import RenderPages

@@ -35,7 +35,7 @@ def _percentile(values: list[int], q: float) -> float:
 def compare(extractor, crops: list, budgets: list[int], slots: int, reference: bool = True) -> dict:
     """Run `crops[i]` (one page's crops each) with `budgets[i]` through both refills of `slots`
     slots; one dict of figures (see the module's docstring)."""
-    from pageray.extractors.engine import Engine, EngineItem
+    from pageray.extractors.decoding.engine import Engine, EngineItem
 
     prompt = extractor.prompts.ids()
     items = [EngineItem(c, prompt, b) for c, b in zip(crops, budgets)]

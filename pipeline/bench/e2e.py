@@ -23,7 +23,7 @@ def e2e_row(model: str, schema: str = "invoice", batch_size: int = 4, max_new_to
     import ray
 
     from pageray.pipeline.config import RunConfig
-    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.driver.run import run_extraction
     from pageray.pipeline.samples import write_samples
 
     with tempfile.TemporaryDirectory(prefix="pageray-bench-e2e-") as tmp:

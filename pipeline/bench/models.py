@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pageray.extractors.loading import ModelSpec, load_model, load_processor, pick_attention, pick_device
+from pageray.extractors.model.loading import ModelSpec, load_model, load_processor, pick_attention, pick_device
 
 RANDOM_8B = "random-8b"
 
@@ -77,7 +77,7 @@ def processor_folder(out: Path) -> Path:
     tokenizer, made here from the mistral-common wheel (`extractors.tiny`, which builds its
     processor from `extractors.tokenizer`). Where mistral-common is not installed (the GPU
     machines), pass a folder saved by this function instead (benchmarks/device_bench.py prepare)."""
-    from pageray.extractors.tiny import build_tiny_model
+    from pageray.extractors.model.tiny import build_tiny_model
 
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="pageray-bench-tiny-") as tmp:
@@ -97,7 +97,7 @@ def build_bench_model(model: str, device: str = "auto", processor_source: str | 
     `processor_source` is a processor folder or hub id to pair it with (default: `processor_folder`)."""
     import torch
 
-    from pageray.extractors.tiny import build_tiny_model
+    from pageray.extractors.model.tiny import build_tiny_model
 
     device = pick_device(device)
     if model == "tiny" or model == RANDOM_8B:

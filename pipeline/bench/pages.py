@@ -134,7 +134,7 @@ def time_processor(processor, prompt: str, pages: list[dict], batch_size: int) -
 def prepare_pages(pages: list[dict], split: bool) -> tuple[list[dict], dict]:
     """The new CPU preprocessing (`PreparePixels.page`, as the render step runs it), over every
     page, timed. Returns the prepared rows (a repeated page object gives the same prepared row)."""
-    from pageray.extractors.pixels import PreparePixels
+    from pageray.extractors.vision.pixels import PreparePixels
 
     prepare = PreparePixels(split)
     prepare.page(pages[0])  # warm-up

@@ -22,9 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from pageray.extractors.decoding import ConstrainedBatch
+from pageray.extractors.decoding.rows import ConstrainedBatch
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
-from pageray.extractors.vision import CROPS_PER_CALL
+from pageray.extractors.vision.encoder import CROPS_PER_CALL
 from pageray.pipeline.bench.busy import UtilizationSampler, profiled_busy
 from pageray.pipeline.bench.pages import page_batch, pil_image, processor_inputs
 
@@ -38,7 +38,7 @@ def sync(device: str) -> None:
 
 def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> ExtractFields:
     """pageray's ExtractFields around the already loaded model; its budget is `new_tokens`."""
-    from pageray.extractors.loading import ModelSpec
+    from pageray.extractors.model.loading import ModelSpec
 
     settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
     return ExtractFields(ModelSpec(model=bench.label), schema, settings,
@@ -175,7 +175,7 @@ def run_pageray(ex: ExtractFields, constrained: bool) -> Callable:
 
 def stage_crops(ex: ExtractFields, chunk: list[dict]) -> list:
     """The actor's host work before the vision tower, step for step as `ExtractFields._run` and
-    `PageEncoder.__call__` / `_encode` do it (keep in step with extractors/vision.py): unpack each
+    `PageEncoder.__call__` / `_encode` do it (keep in step with extractors/vision/encoder.py): unpack each
     row's crops (zero-copy views), group them by shape, stack each group straight into a
     page-locked buffer (CUDA) and launch its upload. Returns the device tensors (uploads may be in flight)."""
     import torch

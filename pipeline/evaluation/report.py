@@ -27,7 +27,7 @@ def evaluate(labels_path: str | os.PathLike, out: str | os.PathLike, *, schema: 
     {"schema", "labels", "out", "pages", "matched_pages", "ok_pages", "missing", "not_ok",
     "fields", "micro", "overall", "json_accuracy", "per_page"} (scoring's docstring defines
     them); every value is JSON (floats, ints, strings, null)."""
-    from pageray.pipeline.api import read
+    from pageray.pipeline.driver.api import read
     from pageray.pipeline.ledger.folder import OutputFolder
 
     labels_name, out_name = os.fspath(labels_path), os.fspath(out)

@@ -96,7 +96,7 @@ class Scope:
     @classmethod
     def of(cls, schema_id: str, model: str, manifest: dict | None) -> "Scope":
         """The scope of a run with this (canonical) model in a folder made with `manifest`."""
-        from pageray.extractors.loading import canonical_model
+        from pageray.extractors.model.loading import canonical_model
 
         made = (manifest or {}).get("model")
         same = made and made != model and canonical_model(made) == model

@@ -44,7 +44,7 @@ def check_claim(folder: OutputFolder, schema, model: str, append: bool) -> dict 
     """Refuse to mix schemas or models in one folder unless the user asked for it; return the
     manifest, if the folder has one. `schema` None: the folder's own. `pageray plan` asks this
     too, so a dry run predicts the refusal."""
-    from pageray.extractors.loading import canonical_model
+    from pageray.extractors.model.loading import canonical_model
 
     current = folder.manifest()
     if current is None or append:

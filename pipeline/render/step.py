@@ -15,7 +15,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 from pageray.extractors import bundle
-from pageray.extractors.pixels import PreparePixels
+from pageray.extractors.vision.pixels import PreparePixels
 from pageray.pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows, document_row, page_row, rows_to_columns
 from pageray.pipeline.errors import describe
 from pageray.pipeline.render.pages import RenderLimits

@@ -66,7 +66,7 @@ def load(out: str | os.PathLike, run_id: str | None = None) -> Loaded:
 
 
 def _read(out: str, run_id: str | None, notes: list[str]) -> pa.Table:
-    from pageray.pipeline.api import read
+    from pageray.pipeline.driver.api import read
     from pageray.pipeline.datamodel import output_schema
     from pageray.pipeline.ledger.folder import OutputFolder
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pageray.extractors.decoding import RowResult, RowStates, StepPlan, apply_plan, chosen_logprobs
-from pageray.extractors.slot_cache import SlotCache
+from pageray.extractors.decoding.rows import RowResult, RowStates, StepPlan, apply_plan, chosen_logprobs
+from pageray.extractors.decoding.slot_cache import SlotCache
 
 
 @dataclass

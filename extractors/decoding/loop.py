@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pageray.extractors.decoding import JsonGrammar, apply_plan, chosen_logprobs
+from pageray.extractors.decoding.rows import JsonGrammar, apply_plan, chosen_logprobs
 
 
 @dataclass

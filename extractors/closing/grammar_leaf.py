@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import xgrammar as xgr
 
-from pageray.extractors.partial_json import bare_token
+from pageray.extractors.closing.partial_json import bare_token
 from pageray.schemas.constraints import NUMERIC
 from pageray.schemas.patterns import DATE_PATTERN
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from pageray.extractors import grammar_leaf
-from pageray.extractors.closer_strings import CountedString, StringFrame
-from pageray.extractors.completion import is_counted, date_step, enum_step, is_date, non_null_branch, object_parts, min_instance
-from pageray.extractors.partial_json import INTEGER, NUMBER, literal_for, number
+from pageray.extractors.closing import grammar_leaf
+from pageray.extractors.closing.closer_strings import CountedString, StringFrame
+from pageray.extractors.closing.completion import is_counted, date_step, enum_step, is_date, non_null_branch, object_parts, min_instance
+from pageray.extractors.closing.partial_json import INTEGER, NUMBER, literal_for, number
 
 _BARE = bytes(c in b"-+.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in range(256))
 _CACHE: dict = {}  # id(schema) -> (schema, node); holding the schema keeps its id unique

@@ -80,7 +80,7 @@ def extract(inputs: PathLike | Sequence[PathLike], *, schema: SchemaLike, out: P
     (`pageray extract`'s flags with underscores: max_new_tokens=256, batch_size=8, force=True)."""
     with _schema_ref(schema) as ref:
         config = build_config(inputs, ref, out, **options)
-        from pageray.pipeline.run import run_extraction  # Ray and the model side: only once the config is good
+        from pageray.pipeline.driver.run import run_extraction  # Ray and the model side: only once the config is good
 
         return run_extraction(config)
 

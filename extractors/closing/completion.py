@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 
-from pageray.extractors import grammar_leaf
-from pageray.extractors.partial_json import INTEGER, NUMBER, Step, utf8_lead, bare_token, literal, literal_for, number, string
+from pageray.extractors.closing import grammar_leaf
+from pageray.extractors.closing.partial_json import INTEGER, NUMBER, Step, utf8_lead, bare_token, literal, literal_for, number, string
 from pageray.schemas.patterns import DATE_PATTERN
 
 __all__ = ["literal_for", "max_completion_len", "min_instance", "shortest_completion"]

@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from pageray.extractors.tokenizer import CHAT_TEMPLATE, idefics2_tokenizer
+from pageray.extractors.model.tokenizer import CHAT_TEMPLATE, idefics2_tokenizer
 
 TINY_MARKER = "pageray-tiny-idefics2"
 

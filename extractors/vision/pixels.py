@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pageray.extractors.loading import PROCESSOR_SIZE
+from pageray.extractors.model.loading import PROCESSOR_SIZE
 from pageray.pipeline.datamodel import batch_to_rows
 from pageray.pipeline.errors import ModelLoadError
 

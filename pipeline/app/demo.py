@@ -6,9 +6,9 @@ from typing import Callable
 
 
 def run_demo(workdir: Path, model: str | None = None, echo: Callable[[str], None] = print) -> dict:
-    from pageray.extractors.tiny import build_tiny_model, is_tiny_checkpoint
+    from pageray.extractors.model.tiny import build_tiny_model, is_tiny_checkpoint
     from pageray.pipeline.config import RunConfig
-    from pageray.pipeline.run import run_extraction
+    from pageray.pipeline.driver.run import run_extraction
     from pageray.pipeline.samples import write_samples
 
     workdir = Path(workdir).resolve()

@@ -25,12 +25,12 @@ from pageray.pipeline.ledger.plan_read import plan_blocks, read_plan_blocks
 from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 from pageray.pipeline.ledger.records import RunState, claim, versions
 from pageray.pipeline.render.step import RenderPages
-from pageray.pipeline.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
+from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pageray.pipeline.storage import check_inputs, unreachable
 from pageray.pipeline.ledger.commit import CommitPages
-from pageray.pipeline.extractor_memory import extractor_memory, node_shares
+from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
 from pageray.pipeline.progress import Progress, ProgressReporter
-from pageray.pipeline.ray_logs import init_options, quiet_ray_data, spend_restart_notice
+from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
 
 def _init_ray() -> None:
@@ -135,7 +135,7 @@ def build_dataset(config: RunConfig, plan: Plan, fence=None):
 def run_extraction(config: RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
     holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
-    from pageray.extractors.loading import preflight
+    from pageray.extractors.model.loading import preflight
 
     schema = config.extraction_schema()
     # From here on the config holds the budget the run uses, and the record shows that number.
@@ -252,7 +252,7 @@ TINY_MODEL_NOTE = ("the model is pageray's tiny test model, with random weights:
 
 
 def _tiny(model: str) -> bool:
-    from pageray.extractors.tiny import is_tiny_checkpoint
+    from pageray.extractors.model.tiny import is_tiny_checkpoint
 
     return is_tiny_checkpoint(model)
 

@@ -109,9 +109,9 @@ def extract(
 ) -> None:
     """Extract one typed row per page into OUT/data/*.parquet."""
     values = _given(**{k: v for k, v in locals().items() if k not in ("config_file", "verbose")})
-    from pageray.pipeline.api import extract as run
-    from pageray.pipeline.config_file import load_config_file, resolve_options
-    from pageray.pipeline.ray_logs import set_verbose
+    from pageray.pipeline.driver.api import extract as run
+    from pageray.pipeline.app.config_file import load_config_file, resolve_options
+    from pageray.pipeline.driver.ray_logs import set_verbose
 
     set_verbose(verbose)
     for path in inputs or []:  # `--force true`: the flag takes no value, so "true" came here as an input
@@ -143,7 +143,7 @@ def plan(
     max_file_bytes: Optional[int] = _option("max_file_bytes", "larger files: file_too_large"),
 ) -> None:
     """Dry run: what `extract` would do (documents, estimated pages, skipped, shards). Writes nothing."""
-    from pageray.pipeline.config_file import load_config_file, resolve_options
+    from pageray.pipeline.app.config_file import load_config_file, resolve_options
     from pageray.pipeline.ledger.plan import dry_run
 
     options = _given(inputs=inputs, out=out, schema_ref=schema_ref, model=model, force=force, append=append,
@@ -184,7 +184,7 @@ def schemas_show(name: str = typer.Argument(..., help="a built-in name, a schema
 def model_tiny(out: Path = typer.Option(..., "--out", help="the folder to write it to (pass it as --model)"),
                seed: int = typer.Option(0, "--seed", help="seed of its random weights")) -> None:
     """Build the offline tiny Idefics2 (random weights) used by tests and the demo."""
-    from pageray.extractors.tiny import build_tiny_model
+    from pageray.extractors.model.tiny import build_tiny_model
 
     typer.echo(f"tiny Idefics2 written to {build_tiny_model(out, seed=seed)}")
 
@@ -195,8 +195,8 @@ def demo(workdir: Path = typer.Option(Path("pageray-demo"), "--workdir", help="f
          model: Optional[str] = typer.Option(None, "--model", help="default: build the tiny offline model"),
          verbose: bool = typer.Option(False, "--verbose", metavar=FLAG, help="also show Ray's own log lines")) -> None:
     """Make sample documents, build the tiny model if needed, run the pipeline, print a summary."""
-    from pageray.pipeline.demo import run_demo
-    from pageray.pipeline.ray_logs import set_verbose
+    from pageray.pipeline.app.demo import run_demo
+    from pageray.pipeline.driver.ray_logs import set_verbose
 
     set_verbose(verbose)
     try:

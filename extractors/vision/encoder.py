@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pageray.extractors.batching import CROPS_PER_CALL
-from pageray.extractors.pixels import check_processor, normalize, processor_constants
+from pageray.extractors.vision.pixels import check_processor, normalize, processor_constants
 
 
 class PageEncoder:

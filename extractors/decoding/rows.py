@@ -21,8 +21,8 @@ import torch
 import xgrammar as xgr
 from transformers import LogitsProcessor
 
-from pageray.extractors.closer import Closer
-from pageray.extractors.completion import max_completion_len, shortest_completion
+from pageray.extractors.closing.closer import Closer
+from pageray.extractors.closing.completion import max_completion_len, shortest_completion
 
 
 class JsonGrammar:

@@ -3,7 +3,7 @@ length-limited (minLength/maxLength) raw string counted in code points. Each fra
 bytes and pops itself at the closing quote; `tail` is what closes it from where it stands."""
 from __future__ import annotations
 
-from pageray.extractors.partial_json import HEX, PLAIN, SIMPLE_ESCAPES, utf8_lead
+from pageray.extractors.closing.partial_json import HEX, PLAIN, SIMPLE_ESCAPES, utf8_lead
 
 
 class CountedString:
