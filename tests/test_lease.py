@@ -68,10 +68,15 @@ def test_wait_waits_for_the_holder_to_finish(tmp_path, monkeypatch):
     folder = OutputFolder(str(tmp_path / "out"))
     first, second, said = Lease(folder, "r1"), Lease(folder, "r2"), []
     first.acquire()
-    threading.Timer(1.0, first.release).start()
-    started = time.monotonic()
+    releasing = threading.Event()
+
+    def release():
+        releasing.set()  # set first: acquire cannot succeed before this, only after the release below
+        first.release()
+
+    threading.Timer(1.0, release).start()
     second.acquire(wait=True, log=said.append)
-    assert second.held() and time.monotonic() - started >= 0.9
+    assert releasing.is_set() and second.held()  # it waited for the holder, by order of events
     assert len(said) == 1 and "in use by run r1" in said[0]
 
 
