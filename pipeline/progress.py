@@ -21,6 +21,8 @@ import time
 from collections import Counter, deque
 from typing import Callable, TextIO
 
+from pageray.pipeline.datamodel import Status
+
 PROGRESS_EVERY_S = 10.0  # the plain line's period; PAGERAY_PROGRESS_S overrides it (tests use 1 s)
 PROGRESS_ENV = "PAGERAY_PROGRESS_S"
 WINDOW_S = 60.0  # pages/s is measured over the last minute: recent speed, not the run's average
@@ -72,15 +74,41 @@ def eta_seconds(remaining: float, rate: float | None) -> float | None:
     return remaining / rate
 
 
+def budget_truncated(cols: dict[str, list]) -> int:
+    """Rows of a batch whose output budget ran out. A generation_timeout row was closed early too
+    (and is marked truncated) but by the clock, which its own status and --page-time-limit cover."""
+    return sum(1 for t, s in zip(cols["truncated"], cols["status"]) if t and s != Status.GENERATION_TIMEOUT)
+
+
+class Tally:
+    """The run's one count of what came back: rows by status, pages, output tokens, budget-truncated
+    rows and the documents with a failed row. The progress line and the run record both read it."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.pages = self.output_tokens = self.truncated = 0
+        self.docs_failed: set[str] = set()
+
+    def add(self, cols: dict[str, list]) -> None:
+        """One batch's columns; output_tokens and truncated count where the batch has them."""
+        statuses = cols["status"]
+        self.pages += len(statuses)
+        self.counts.update(statuses)
+        self.output_tokens += sum(t or 0 for t in cols.get("output_tokens") or ())
+        if "truncated" in cols:
+            self.truncated += budget_truncated(cols)
+        self.docs_failed.update(d for d, s in zip(cols["doc_id"], statuses) if s != Status.OK)
+
+
 class Progress:
     """What the driver knows of a run's progress. `add` is called from the batch loop, `snapshot`
     from the reporter's and the heartbeat's threads, hence the lock."""
 
-    def __init__(self, documents: int, estimated_pages: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, documents: int, estimated_pages: int, clock: Callable[[], float] = time.monotonic,
+                 tally: Tally | None = None):
         self.documents, self.estimated_pages, self.clock = documents, estimated_pages, clock
-        self.pages = 0
+        self.tally = tally or Tally()
         self.documents_done = 0
-        self.counts: Counter = Counter()
         self._window = RateWindow(clock())
         self._open: dict[str, int] = {}  # doc_id -> pages still to come, for documents begun
         self._phase: str | None = None  # what the run waits for while no page comes (see the module doc)
@@ -99,8 +127,7 @@ class Progress:
         what was already committed to the driver)."""
         with self._lock:
             self._phase = None  # pages are coming: the line's numbers say the rest
-            self.pages += len(cols["status"])
-            self.counts.update(cols["status"])
+            self.tally.add(cols)
             for doc, pages in zip(cols["doc_id"], cols.get("page_count") or [None] * len(cols["doc_id"])):
                 left = self._open.get(doc, pages or 1) - 1
                 if left <= 0:
@@ -108,23 +135,24 @@ class Progress:
                     self.documents_done += 1
                 else:
                     self._open[doc] = left
-            self._window.add(self.clock(), self.pages)
+            self._window.add(self.clock(), self.tally.pages)
 
     def snapshot(self) -> dict:
         """The numbers the bar, the plain line, the heartbeat and `pageray status` show."""
         with self._lock:
             now = self.clock()
             rate = self._window.rate(now)
-            estimate = max(self.estimated_pages, self.pages)
-            remaining = self.estimated_pages - self.pages
+            pages = self.tally.pages
+            estimate = max(self.estimated_pages, pages)
+            remaining = self.estimated_pages - pages
             if remaining <= 0 and self.documents_done < self.documents:
                 # the estimate was low (files were guessed by size): go by pages per document so far
-                per_doc = self.pages / max(1, self.documents_done)
+                per_doc = pages / max(1, self.documents_done)
                 remaining = (self.documents - self.documents_done) * per_doc
             eta = eta_seconds(remaining, rate)
-            return {"pages_done": self.pages, "pages_estimated": estimate, "documents_done": self.documents_done,
+            return {"pages_done": pages, "pages_estimated": estimate, "documents_done": self.documents_done,
                     "documents": self.documents, "pages_per_s_1m": None if rate is None else round(rate, 3),
-                    "eta_s": None if eta is None else round(eta, 1), "counts": dict(self.counts),
+                    "eta_s": None if eta is None else round(eta, 1), "counts": dict(self.tally.counts),
                     "phase": self._phase, "phase_s": round(now - self._phase_at, 1)}
 
 

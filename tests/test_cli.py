@@ -122,7 +122,8 @@ def test_status_tells_finished_running_and_dead_runs(tmp_path):
 
 def test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise(capsys):
     from pageray.pipeline.app.cli import print_summary
-    from pageray.pipeline.driver.run import budget_truncated, truncation_note
+    from pageray.pipeline.driver.run import truncation_note
+    from pageray.pipeline.progress import budget_truncated
 
     batch = {"status": ["ok", "ok", "generation_timeout", "invalid_output", "render_error"],
              "truncated": [True, False, True, True, None]}

@@ -17,8 +17,8 @@ from cheap import SMALL_RENDER_FLAGS
 from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.heartbeat import Heartbeat
-from pageray.pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, duration,
-                               eta_seconds, plain_line, progress_interval)
+from pageray.pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, Tally,
+                               duration, eta_seconds, plain_line, progress_interval)
 
 BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 
@@ -75,6 +75,18 @@ def test_progress_counts_documents_when_all_their_pages_came():
     assert snap["counts"] == {"ok": 2, "render_error": 4}
     assert snap["pages_per_s_1m"] == pytest.approx(6 / 20)
     assert snap["eta_s"] == 0.0
+
+
+def test_the_progress_line_and_the_run_record_read_one_tally():
+    """The driver counts each batch once (pipeline.driver.run reads the record's numbers from the
+    same tally the progress line shows)."""
+    tally = Tally()
+    progress = Progress(documents=2, estimated_pages=4, clock=Clock(), tally=tally)
+    progress.add({**batch([("a", 2), ("a", 2)]), "output_tokens": [5, None], "truncated": [True, False]})
+    progress.add({**batch([("b", 2), ("b", 2)], status="generation_timeout"), "output_tokens": [3, 3],
+                  "truncated": [True, True]})  # cut off by the clock, not the budget
+    assert progress.snapshot()["counts"] == dict(tally.counts) == {"ok": 2, "generation_timeout": 2}
+    assert (tally.pages, tally.output_tokens, tally.truncated, tally.docs_failed) == (4, 11, 1, {"b"})
 
 
 def test_eta_from_the_last_minute_and_a_low_estimate():

@@ -12,8 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pageray.pipeline.datamodel import Status
+
 # rows that went through the model (document-level failures and skipped pages did not)
-MODEL_STATUSES = ("ok", "invalid_output", "generation_timeout", "model_error")
+MODEL_STATUSES = (Status.OK, Status.INVALID_OUTPUT, Status.GENERATION_TIMEOUT, Status.MODEL_ERROR)
 
 
 def e2e_row(model: str, schema: str = "invoice", batch_size: int = 4, max_new_tokens: int = 128,

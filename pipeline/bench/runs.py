@@ -25,6 +25,7 @@ import numpy as np
 from pageray.extractors.decoding.rows import ConstrainedBatch
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
 from pageray.extractors.vision.encoder import CROPS_PER_CALL
+from pageray.pipeline.datamodel import Status
 from pageray.pipeline.bench.busy import UtilizationSampler, profiled_busy
 from pageray.pipeline.bench.pages import page_batch, pil_image, processor_inputs
 
@@ -128,8 +129,8 @@ def run_generate(ex: ExtractFields, batch_size: int) -> Callable:
             for res in constrained.results():
                 fields = ex._fields(res)
                 stats["json_tokens"] += res.output_tokens
-                stats["ok"] += fields["status"] == "ok"
-                if fields["status"] != "ok":
+                stats["ok"] += fields["status"] == Status.OK
+                if fields["status"] != Status.OK:
                     stats["errors"].add(_error(fields["status"], fields.get("error")))
         return stats
     return run
@@ -160,10 +161,10 @@ def run_pageray(ex: ExtractFields, constrained: bool) -> Callable:
             rows = ex(page_batch(pages)).to_pylist()
         finally:
             ex.decoder, decoder.fixed_steps, decoder.constrained = decoder, None, True
-        stats = _stats(wait_s=0.0, errors={_error(r["status"], r["error"]) for r in rows if r["status"] != "ok"})
+        stats = _stats(wait_s=0.0, errors={_error(r["status"], r["error"]) for r in rows if r["status"] != Status.OK})
         if constrained:  # unconstrained rows are never advanced: their text is the empty document's closing
             stats.update(json_tokens=sum(r["output_tokens"] or 0 for r in rows),
-                         ok=sum(r["status"] == "ok" for r in rows))
+                         ok=sum(r["status"] == Status.OK for r in rows))
         for n, s in tap.calls:
             stats["generated"] += n * s.steps
             stats["steps"] += s.steps

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from typing import Any
 
 from pageray.pipeline.config import RunConfig
@@ -29,7 +28,7 @@ from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes
 from pageray.pipeline.storage import check_inputs, unreachable
 from pageray.pipeline.ledger.commit import CommitPages
 from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
-from pageray.pipeline.progress import Progress, ProgressReporter
+from pageray.pipeline.progress import Progress, ProgressReporter, Tally
 from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
 
@@ -164,9 +163,7 @@ def run_extraction(config: RunConfig) -> dict:
 
 def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
     t0 = time.monotonic()
-    counts: Counter = Counter()
-    docs_failed: set[str] = set()
-    pages = out_tokens = truncated = 0
+    tally = Tally()  # what came back, counted once: the progress line and this record read it
     nodes: dict[str, str] | None = None  # the Ray nodes the run started with
     lost: dict[str, str] = {}
     try:
@@ -176,7 +173,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 # shown from here on, Ray's start and the model's load included (pipeline.progress)
-                progress = Progress(plan.documents, plan.estimated_pages)
+                progress = Progress(plan.documents, plan.estimated_pages, tally=tally)
                 beat.track(progress.snapshot)
                 with ProgressReporter(progress):
                     progress.phase("starting Ray")
@@ -187,14 +184,8 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                        cols = batch.to_pydict()
-                        progress.add(cols)
-                        counts.update(cols["status"])
-                        pages += batch.num_rows
-                        out_tokens += sum(t or 0 for t in cols["output_tokens"])
-                        truncated += budget_truncated(cols)
-                        docs_failed.update(d for d, s in zip(cols["doc_id"], cols["status"]) if s != "ok")
-                        beat.update(counts=dict(counts), pages=pages, truncated=truncated)
+                        progress.add(batch.to_pydict())
+                        beat.update(counts=dict(tally.counts), pages=tally.pages, truncated=tally.truncated)
                         beat.check_lease()
                     progress.phase("compacting, merging small files")  # the last line, and the heartbeat's
                 beat.update(progress=progress.snapshot())
@@ -221,8 +212,10 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
         raise stopped from exc
     finally:
         wall = time.monotonic() - t0
-        record.update(state=state, finished_at=utc_now(), counts=dict(counts), pages=pages,
-                      documents_with_errors=len(docs_failed), output_tokens=out_tokens, truncated=truncated,
+        pages, truncated = tally.pages, tally.truncated
+        record.update(state=state, finished_at=utc_now(), counts=dict(tally.counts), pages=pages,
+                      documents_with_errors=len(tally.docs_failed), output_tokens=tally.output_tokens,
+                      truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
         notes = [TINY_MODEL_NOTE] if _tiny(config.model) else \
             [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] if truncated else []
@@ -237,12 +230,6 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
             if state == RunState.SUCCEEDED.value:
                 raise
             # a failed run's own error says why it stopped; often this same storage is down
-
-
-def budget_truncated(cols: dict[str, list]) -> int:
-    """Rows of a batch whose output budget ran out. A generation_timeout row was closed early too
-    (and is marked truncated) but by the clock, which its own status and --page-time-limit cover."""
-    return sum(1 for t, s in zip(cols["truncated"], cols["status"]) if t and s != "generation_timeout")
 
 
 # The tiny model's answers say nothing of the budget (or the schema): its weights are random.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pageray.pipeline.datamodel import Status
 from pageray.pipeline.evaluation.labels import read_labels
 from pageray.pipeline.evaluation.predictions import predictions
 from pageray.pipeline.evaluation.scoring import Scorer
@@ -51,9 +52,9 @@ def evaluate(labels_path: str | os.PathLike, out: str | os.PathLike, *, schema: 
         status = row["status"] if row is not None else None
         if row is None:
             missing.append(where)
-        elif status != "ok":
+        elif status != Status.OK:
             not_ok.append(where | {"status": status})
-        predicted = row["fields"] if status == "ok" else None
+        predicted = row["fields"] if status == Status.OK else None
         per_page.append(where | {"status": status} | scorer.page(label.fields, predicted))
     return {"schema": named, "labels": labels_name, "out": out_name,
             "pages": len(labels), "matched_pages": len(labels) - len(missing),

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pageray.pipeline.datamodel import Status
 from pageray.pipeline.errors import ConfigError, StorageError
 
 COLUMNS = ("run_id", "doc_id", "source_uri", "page_index", "page_count", "status", "error", "truncated",
@@ -106,13 +107,13 @@ def current_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["status"] == "ok"]
+    return rows[rows["status"] == Status.OK]
 
 
 def status_counts(rows: pd.DataFrame) -> pd.Series:
     """Pages per status, `ok` first, then the most frequent."""
     counts = rows["status"].value_counts().astype(int)
-    order = (["ok"] if "ok" in counts.index else []) + [s for s in counts.index if s != "ok"]
+    order = ([Status.OK.value] if Status.OK in counts.index else []) + [s for s in counts.index if s != Status.OK]
     return counts.reindex(order)
 
 
@@ -189,7 +190,7 @@ def documents(rows: pd.DataFrame) -> pd.DataFrame:
                                      "extract_s", "total_s"])
     frame = rows.assign(render_s=pd.to_numeric(rows["render_ms"]).fillna(0) / 1000,
                         extract_s=pd.to_numeric(rows["extract_ms"]).fillna(0) / 1000,
-                        failed=rows["status"] != "ok").sort_values(["source_uri", "page_index"])
+                        failed=rows["status"] != Status.OK).sort_values(["source_uri", "page_index"])
     grouped = frame.groupby("source_uri", sort=True)
     docs = pd.DataFrame({"pages": grouped.size(), "failed": grouped["failed"].sum().astype(int),
                          "statuses": grouped["status"].agg(_statuses),

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pageray.pipeline.datamodel import Status
+
 OK_COLOR, BAD_COLOR, CUT_COLOR, NEUTRAL = "#2e7d32", "#c62828", "#ef6c00", "#1565c0"
 
 
@@ -35,7 +37,7 @@ def status_figure(counts: pd.Series) -> Figure | None:
     fig, ax = _figure(height=max(1.6, 0.45 * len(counts) + 1.0))
     labels = list(counts.index)[::-1]
     values = counts.to_numpy()[::-1]
-    bars = ax.barh(labels, values, color=[OK_COLOR if s == "ok" else BAD_COLOR for s in labels])
+    bars = ax.barh(labels, values, color=[OK_COLOR if s == Status.OK else BAD_COLOR for s in labels])
     total = counts.sum()
     ax.bar_label(bars, labels=[f"{v} ({v / total:.0%})" for v in values], padding=3)
     ax.set_xlabel("pages")
