@@ -35,7 +35,8 @@ from pageray.extractors.vision.pixels import PreparePixels, unpack_crops
 from pageray.extractors.prompts import PromptBook
 from pageray.extractors.settings import ExtractSettings
 from pageray.extractors.vision.encoder import PageEncoder
-from pageray.pipeline.datamodel import Status, batch_to_rows, output_schema, rows_to_table
+from pageray.pipeline.datamodel import (DECODE_COLUMNS, Status, batch_to_rows, output_schema, rows_to_table,
+                                        with_decode_counts)
 from pageray.pipeline.errors import describe
 from pageray.schemas import ExtractionSchema, arrow_type, generation_schema
 from pageray.schemas.answer import AnswerReader
@@ -113,7 +114,7 @@ class ExtractFields:
             r.setdefault("created_at", now)
             r.update(schema_name=self.schema.name, schema_id=self.schema.id,
                      schema_version=self.schema.version, model_id=self.spec.model, worker=self.worker)
-        return rows_to_table(rows, self.out_schema)
+        return with_decode_counts(rows_to_table(rows, self.out_schema), rows)
 
     def _prompt_ids(self, row: dict | None = None) -> list[int]:
         """A page's prompt as the model sees it (`<image>` expanded into its crops' tokens)."""
@@ -172,8 +173,10 @@ class ExtractFields:
         deadline = time.monotonic() + limit if limit else None
         prompts = [self._prompt_ids(r) for r in chunk]
         base = self.prompts.ids()  # page scope: every row's, already on the device in the loop
-        results, _ = self.decoder(features, self.settings.max_new_tokens, deadline,
-                                  prompt_ids=None if all(p is base for p in prompts) else prompts)
+        results, stats = self.decoder(features, self.settings.max_new_tokens, deadline,
+                                      prompt_ids=None if all(p is base for p in prompts) else prompts)
+        # a row is live for as many steps as it chose tokens (its stop token included)
+        self.count_decode(chunk[0], stats.steps, sum(r.output_tokens for r in results), len(chunk))
         self._record(chunk, results, prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
 
     def _run_engine(self, chunk: list[dict]) -> None:
@@ -182,8 +185,17 @@ class ExtractFields:
         prompts = [self._prompt_ids(r) for r in chunk]
         items = [EngineItem(self._crops(r), ids, self.settings.max_new_tokens, self.settings.page_time_limit_s)
                  for r, ids in zip(chunk, prompts)]
-        results, _ = self.engine(items)
+        results, stats = self.engine(items)
+        # slots beyond the pages given could not have been filled by this call: not counted as idle
+        self.count_decode(chunk[0], stats.steps, stats.row_steps, min(stats.slots, len(chunk)))
         self._record(chunk, [res for res, _ in results], prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
+
+    @staticmethod
+    def count_decode(row: dict, steps: int, row_steps: int, slots: int) -> None:
+        """A model batch's decode counters (pipeline.datamodel.DECODE_COLUMNS), added to `row`,
+        its first: `slots` rows could have decoded at each of its `steps`; `row_steps` did."""
+        for name, value in zip(DECODE_COLUMNS, (steps, row_steps, steps * slots)):
+            row[name] = (row.get(name) or 0) + value
 
     def _record(self, chunk: list[dict], results: list[RowResult], prompts: list[list[int]], per_page_ms: float):
         for r, res, ids in zip(chunk, results, prompts):

@@ -59,6 +59,8 @@ class RunConfig(BaseModel):
     split_images: bool = Field(_MODEL.split_images, **_flag("--no-split"))
     actors: Optional[int] = Field(None, ge=1, le=4096, description="extractor actors; default one per GPU, or 1 on CPU")
     page_time_limit_s: Optional[float] = Field(_EXTRACT.page_time_limit_s, gt=0, **_flag("--page-time-limit"))
+    # static batches, or one engine whose decode slots are refilled as rows finish (extractors.decoding.engine)
+    engine: Literal["static", "continuous"] = _EXTRACT.engine
 
     # rendering limits (untrusted input)
     longest_edge_px: int = Field(_RENDER.longest_edge_px, ge=64, le=MAX_LONGEST_EDGE_PX, **_flag("--longest-edge"))
@@ -239,7 +241,8 @@ class RunConfig(BaseModel):
 
     def extract_settings(self) -> ExtractSettings:
         return ExtractSettings(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                               page_time_limit_s=self.page_time_limit_s, page_prompts=self.document_scope())
+                               page_time_limit_s=self.page_time_limit_s, page_prompts=self.document_scope(),
+                               engine=self.engine)
 
     def multi_image_pages(self) -> int | None:
         """The page limit of a multi-image prompt (None: merge mode). Call on the config of

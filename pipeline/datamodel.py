@@ -139,6 +139,22 @@ PAGE_COLUMNS: tuple[str, ...] = (
 )
 _ROW_COLUMNS = frozenset(PAGE_COLUMNS) | frozenset(output_schema(pa.null()).names)
 
+# The extractor's decode counters for the run record (where GPU time goes): per model batch, its
+# decode steps, its live rows summed over those steps and its slots (batch rows) summed over them,
+# so that occupancy = row_steps / slot_steps. They are counts of a batch, not facts of a page, so
+# they are not page columns (the committed Parquet schema stays as it is): the extractor adds them
+# to its output table, carried on each batch's first row (0 on the others, so the driver's sum is
+# exact however Ray Data regroups rows), CommitPages leaves them out of the file and hands them to
+# the driver in its summary, and the driver sums them (pipeline.driver.decode_counts).
+DECODE_COLUMNS: tuple[str, ...] = ("decode_steps", "decode_row_steps", "decode_slot_steps")
+
+
+def with_decode_counts(table: pa.Table, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """`table` (built from `rows`) with the DECODE_COLUMNS the rows carry (0 where none)."""
+    for name in DECODE_COLUMNS:
+        table = table.append_column(name, pa.array([int(r.get(name) or 0) for r in rows], pa.int64()))
+    return table
+
 
 def page_row(**columns: Any) -> dict[str, Any]:
     """The one constructor of a page row: a keyword per column (a Status for `status`). A name

@@ -27,6 +27,7 @@ def invoke(*args: str):
     (["--longest-edge", "20000"], "--longest-edge"),
     (["--render-timeout", "0"], "--render-timeout"),
     (["--page-time-limit", "-1"], "--page-time-limit"),
+    (["--engine", "dynamic"], "--engine: Input should be 'static' or 'continuous'"),
     (["--render-retries", "9"], "--render-retries"),
     (["--quantize", "4bit", "--dtype", "float32"], "--dtype float32"),
     (["--longest-edge", "8000", "--max-page-pixels", "5000"], "--max-page-pixels must be at least --longest-edge"),
@@ -137,6 +138,9 @@ def test_the_summary_counts_truncated_rows_and_names_the_budget_to_raise(capsys)
     assert "2 pages ran out of output budget" in printed and "--max-new-tokens is 768 (the schema's)" in printed
     print_summary({**record, "truncated": 0, "notes": []})
     assert "truncated: 0" in capsys.readouterr().out
+    print_summary({**record, "decode": {"engine": "continuous", "steps": 840, "occupancy": 0.93,
+                                        "steps_per_page": 168.0}})
+    assert "decode (continuous): 840 steps, 168.0 per page, occupancy 93%" in capsys.readouterr().out
 
 
 def test_extract_help_says_the_budget_comes_from_the_schema():

@@ -80,7 +80,8 @@ def test_the_run_record_keeps_the_resolved_config(tiny_model, tmp_path):
     inbox.mkdir()
     out = tmp_path / "out"
     job = write(tmp_path / "job.yaml", f"inputs: [{inbox}]\nschema: invoice\nout: {out}\nmodel: {tiny_model}\n"
-                                       "batch_size: 4\nmax-new-tokens: 64\nrender-timeout: 30\nrun_id: nightly-1\n")
+                                       "batch_size: 4\nmax-new-tokens: 64\nrender-timeout: 30\nrun_id: nightly-1\n"
+                                       "engine: continuous\n")
     result = runner.invoke(app, ["extract", "--config", str(job), "--batch-size", "2"])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "_runs" / "nightly-1.json").read_text())
@@ -89,6 +90,9 @@ def test_the_run_record_keeps_the_resolved_config(tiny_model, tmp_path):
     assert (config["batch_size"], config["max_new_tokens"], config["render_timeout_s"]) == (2, 64, 30.0)
     assert config["page_time_limit_s"] == 300.0 and config["inputs"] == [str(inbox)]
     assert record["state"] == "succeeded" and record["max_new_tokens_from"] == "flag"
+    # the engine chosen reaches the extractor's settings, and the record's decode figures name it
+    assert RunConfig.model_validate(config).extract_settings().engine == "continuous"
+    assert record["decode"] == {"engine": "continuous", "steps": 0, "occupancy": None, "steps_per_page": None}
 
 
 @pytest.mark.parametrize("values, named", [

@@ -110,10 +110,16 @@ def test_bench_budgets_have_the_stated_median_and_p95():
     assert budgets == lognormal_budgets(20000, median=24, p95=120, seed=1) and min(budgets) >= 1
 
 
-def test_extractor_with_the_continuous_engine_writes_the_static_rows(extractor, samples):
+def test_extractor_with_the_continuous_engine_writes_the_static_rows(extractor, samples, tmp_path):
     """`ExtractSettings(engine="continuous")`: the same output rows as today's batches, in document
-    scope (prompts of different lengths in one engine) with more pages than slots."""
-    from pageray.pipeline.datamodel import rows_to_columns
+    scope (prompts of different lengths in one engine) with more pages than slots; both count
+    their decode steps and live rows for the run record."""
+    import pyarrow.parquet as pq
+
+    from pageray.pipeline.datamodel import DECODE_COLUMNS, output_schema, rows_to_columns
+    from pageray.pipeline.driver.decode_counts import DecodeCounts
+    from pageray.pipeline.ledger.commit import CommitPages
+    from pageray.schemas import arrow_type
 
     rows = []
     for name in ["invoice.pdf", "rotated_table.pdf", "form_two_pages.pdf", "receipt.pdf"]:
@@ -122,13 +128,30 @@ def test_extractor_with_the_continuous_engine_writes_the_static_rows(extractor, 
                          "doc_size": 1, "doc_mtime_ns": 1})
     assert len(rows) == 5 and {r["page_count"] for r in rows} == {1, 2}
     rows[0].update(page_index=9, page_count=12)  # as if the 10th page of 12: a longer prompt
-    tables = {}
+    tables, figures = {}, {}
     for engine in ("static", "continuous"):
         settings = ExtractSettings(batch_size=2, max_new_tokens=48, page_prompts=True, engine=engine)
         step = ExtractFields(extractor.spec, extractor.schema, settings,
                              loaded=(extractor.model, extractor.processor, extractor.device))
-        tables[engine] = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+        table = step(rows_to_columns([dict(r) for r in rows]))
+        # as the driver counts them: from CommitPages' summary, which leaves them out of the file
+        summary = CommitPages(str(tmp_path / engine), "r", output_schema(arrow_type(extractor.schema)))(table)
+        counted = DecodeCounts(engine)
+        counted.add(summary.to_pydict())
+        figures[engine] = counted.summary()
+        assert not set(DECODE_COLUMNS) & set(pq.read_table(tmp_path / engine / "data").column_names)
+        tables[engine] = table.to_pylist()
     assert len({r["input_tokens"] for r in tables["static"]}) == 2
+    decode = {engine: {c: sum(r.pop(c) for r in rows) for c in DECODE_COLUMNS} for engine, rows in tables.items()}
+    for engine, counts in decode.items():
+        assert figures[engine] == {"engine": engine, "steps": counts["decode_steps"],
+                                   "occupancy": round(counts["decode_row_steps"] / counts["decode_slot_steps"], 4),
+                                   "steps_per_page": round(counts["decode_steps"] / 5, 2)}
+        steps, live, slots = (counts[c] for c in DECODE_COLUMNS)
+        # each row is live for the steps it chose a token in, with either engine
+        assert live == sum(r["output_tokens"] for r in tables[engine]) and 0 < live <= slots <= 2 * steps
+        assert steps >= max(r["output_tokens"] for r in tables[engine])
+    assert decode["continuous"]["decode_slot_steps"] == 2 * decode["continuous"]["decode_steps"]  # 2 slots
     for ours, theirs in zip(tables["continuous"], tables["static"]):
         assert ours.pop("confidence") == pytest.approx(theirs.pop("confidence"), rel=1e-4)
         for key in ("extract_ms", "created_at"):

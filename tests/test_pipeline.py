@@ -64,6 +64,11 @@ def test_run_record_and_folder_manifest(invoice_run):
     saved = json.loads((out / "_runs" / f"{record['run_id']}.json").read_text())
     assert saved["config"]["schema_ref"] == "invoice" and saved["state"] == "succeeded"
     assert saved["versions"]["transformers"] and saved["schema"]["id"]
+    # where the extractors' time went: decode steps per page the model answered, and occupancy
+    answered = duckdb.sql(f"select count(output_tokens) from read_parquet('{out}/data/*.parquet')").fetchall()[0][0]
+    decode = saved["decode"]
+    assert decode["engine"] == "static" and decode["steps"] > 0 and 0 < decode["occupancy"] <= 1
+    assert decode["steps_per_page"] == round(decode["steps"] / answered, 2)
     assert json.loads((out / "_pageray.json").read_text())["schema_name"] == "invoice"
 
 

@@ -187,6 +187,7 @@ def write_output(out: Path, pages: list[dict], run_id: str = RUN, state: str = "
     folder.write_run({"run_id": run_id, "state": state, "started_at": T0.isoformat(), "wall_s": 120.0,
                       "pages": len(pages), "pages_per_s": len(pages) / 120, "counts": counts,
                       "truncated": sum(bool(p.get("truncated")) for p in pages),
+                      "decode": {"engine": "continuous", "steps": 1234, "occupancy": 0.875, "steps_per_page": 102.8},
                       "config": {"inputs": ["/data/in"], "out": str(out), "schema_ref": "invoice",
                                  "max_new_tokens": 128, "batch_size": 4, "run_id": run_id},
                       "versions": {"pageray": "0.1.0"},
@@ -235,7 +236,9 @@ def test_the_report_of_a_folder_has_every_section_and_escapes_user_text(tmp_path
     assert text.count("data:image/png;base64,") == len(FIGURES)
     assert "<script" not in text and "&lt;script&gt;" in text
     for heading in ("Status breakdown", "Throughput", "Confidence", "fill rate", "truncation", "Slowest documents",
-                    "Failed documents", "Runs and configuration", "long.pdf", "line_items[].amount", "&quot;batch_size&quot;: 4"):
+                    "Failed documents", "Runs and configuration", "long.pdf", "line_items[].amount", "&quot;batch_size&quot;: 4",
+                    # the run's decode figures: engine, steps, steps per page, occupancy
+                    "<td>continuous</td>", ">1,234<", ">102.80<", ">87.5%<"):
         assert heading in text, heading
     assert "http://" not in text and "https://" not in text, "nothing the page would fetch"
 

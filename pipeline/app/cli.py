@@ -35,6 +35,10 @@ def print_summary(record: dict) -> None:
         typer.echo(f"  passed over by the listing: {json.dumps(plan['passed_over'], sort_keys=True)}")
     typer.echo(f"  pages: {record.get('pages', 0)}  by status: {json.dumps(counts, sort_keys=True)}"
                f"  truncated: {record.get('truncated', 0)}")
+    decode = record.get("decode") or {}
+    if decode.get("steps"):  # where the extractors' time went (pipeline.driver.decode_counts)
+        typer.echo(f"  decode ({decode['engine']}): {decode['steps']} steps, {decode['steps_per_page']} per page, "
+                   f"occupancy {decode['occupancy']:.0%}")
     for note in record.get("notes", []):
         typer.echo(f"  {note}")
     typer.echo(f"  pages/s: {record.get('pages_per_s')}  output: {record['config']['out']}")
@@ -104,6 +108,8 @@ def extract(
                                        "YAML/JSON mapping file names or globs to passwords; only its path is recorded",
                                        metavar="FILE"),
     page_time_limit_s: Optional[float] = _option("page_time_limit_s", "seconds of generation per batch"),
+    engine: Optional[str] = _option("engine", "static|continuous: decode in static batches, or keep every decode "
+                                    "slot busy by refilling it as a page finishes"),
     retry: List[str] = _option("retry", "a final status to redo this run, e.g. render_timeout after raising "
                                "--render-timeout (repeatable)"),
 ) -> None:

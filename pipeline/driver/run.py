@@ -28,6 +28,7 @@ from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes
 from pageray.pipeline.storage import check_inputs, unreachable
 from pageray.pipeline.ledger.commit import CommitPages
 from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
+from pageray.pipeline.driver.decode_counts import DecodeCounts
 from pageray.pipeline.progress import Progress, ProgressReporter, Tally
 from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
@@ -164,6 +165,7 @@ def run_extraction(config: RunConfig) -> dict:
 def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
     t0 = time.monotonic()
     tally = Tally()  # what came back, counted once: the progress line and this record read it
+    decode = DecodeCounts(config.engine)  # steps and occupancy: where the extractors' time went
     nodes: dict[str, str] | None = None  # the Ray nodes the run started with
     lost: dict[str, str] = {}
     try:
@@ -184,7 +186,9 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                        progress.add(batch.to_pydict())
+                        cols = batch.to_pydict()
+                        progress.add(cols)
+                        decode.add(cols)
                         beat.update(counts=dict(tally.counts), pages=tally.pages, truncated=tally.truncated)
                         beat.check_lease()
                     progress.phase("compacting, merging small files")  # the last line, and the heartbeat's
@@ -212,6 +216,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
         raise stopped from exc
     finally:
         wall = time.monotonic() - t0
+        record["decode"] = decode.summary()
         pages, truncated = tally.pages, tally.truncated
         record.update(state=state, finished_at=utc_now(), counts=dict(tally.counts), pages=pages,
                       documents_with_errors=len(tally.docs_failed), output_tokens=tally.output_tokens,

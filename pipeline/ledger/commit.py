@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
+from pageray.pipeline.datamodel import DECODE_COLUMNS
 from pageray.pipeline.ledger.folder import OutputFolder
 
 # page_count: the driver's progress counts a document done once all its pages came (pipeline.progress)
@@ -30,10 +31,14 @@ class CommitPages:
         self.schema = schema
 
     def __call__(self, batch: pa.Table | Mapping[str, Any]) -> pa.Table:
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(dict(batch))
-        table = table.select(self.schema.names).cast(self.schema)
+        given = batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(dict(batch))
+        table = given.select(self.schema.names).cast(self.schema)  # the decode counters are not written
         if table.num_rows == 0:
-            return pa.table({c: pa.array([], pa.string()) for c in SUMMARY_COLUMNS})
+            return pa.table({c: pa.array([], pa.string()) for c in SUMMARY_COLUMNS + DECODE_COLUMNS})
         name = self.folder.write_part(self.run_id, table)
         summary = table.select(list(SUMMARY_COLUMNS[:-1]))
-        return summary.append_column("file", pa.array([name] * table.num_rows, pa.string()))
+        summary = summary.append_column("file", pa.array([name] * table.num_rows, pa.string()))
+        for column in DECODE_COLUMNS:  # for the driver's record (pipeline.datamodel.DECODE_COLUMNS)
+            summary = summary.append_column(column, given.column(column) if column in given.column_names
+                                            else pa.array([0] * table.num_rows, pa.int64()))
+        return summary

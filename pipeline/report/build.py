@@ -187,13 +187,18 @@ def _runs(loaded: data.Loaded) -> str:
         return html.empty("No run record.")
     rows = [{"run_id": r.get("run_id"), "state": r.get("state"), "started_at": r.get("started_at"),
              "wall_s": r.get("wall_s"), "pages": r.get("pages"), "pages_per_s": r.get("pages_per_s"),
-             "truncated": r.get("truncated"), "counts": ", ".join(f"{k} {v}" for k, v in (r.get("counts") or {}).items())}
+             "truncated": r.get("truncated"), "counts": ", ".join(f"{k} {v}" for k, v in (r.get("counts") or {}).items()),
+             # where the extractors' time went (pipeline.driver.decode_counts); older records have none
+             **{f"decode_{k}": v for k, v in (r.get("decode") or {}).items()}}
             for r in loaded.runs]
     table = html.table(rows, [("run_id", "run", None), ("state", "state", None), ("started_at", "started", None),
                               ("wall_s", "wall s", html.decimal), ("pages", "pages", html.integer),
                               ("pages_per_s", "pages/s", html.decimal), ("truncated", "truncated", html.integer),
-                              ("counts", "by status", None)])
+                              ("decode_engine", "engine", None), ("decode_steps", "decode steps", html.integer),
+                              ("decode_steps_per_page", "steps/page", html.decimal),
+                              ("decode_occupancy", "occupancy", html.share), ("counts", "by status", None)])
     configs = "".join(html.details(f"config of run {r.get('run_id')}", html.code(
-        {"config": r.get("config"), "versions": r.get("versions"), "notes": r.get("notes")}))
+        {"config": r.get("config"), "decode": r.get("decode"), "versions": r.get("versions"),
+         "notes": r.get("notes")}))
         for r in reversed(loaded.runs))
     return table + configs
