@@ -21,11 +21,10 @@ it came from, as that page's own grounding found it; for multi_image, in the tex
 """
 from __future__ import annotations
 
-import tempfile
+from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -35,7 +34,7 @@ from pageray.extractors.grounding import PageText, ground, grounded_at
 from pageray.extractors.multi_image import METHOD as MULTI_IMAGE
 from pageray.pipeline.datamodel import Status, document_schema, output_schema
 from pageray.pipeline.ledger.folder import OutputFolder, part_name
-from pageray.pipeline.ledger.index import BATCH_ROWS, DUCKDB_CONFIG, SCAN_ROWS, Scope
+from pageray.pipeline.ledger.index import Scope
 from pageray.schemas import ExtractionSchema, arrow_type
 from pageray.schemas.merge_rules import PageValue, merge_pages
 
@@ -46,117 +45,52 @@ _PAGE_COLUMNS = ["doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns
                  "text_layer", "ungrounded_fields", "method", "created_at"]
 
 
-# Which documents need a new row, asked of DuckDB on disk under the plan's memory limit
-# (pipeline.ledger.index says why DuckDB, fed by pyarrow's reader): the newest page of every
-# document and the rows already written are a join whose size grows with the output.
-# A row written before `method` and `grounding` existed is made again, once (its stamp reads null).
-_STALE = """
-CREATE TABLE newest AS SELECT doc_id, max(created_at) AS stamp FROM page_stamps GROUP BY doc_id;
-CREATE TABLE existing AS
-  SELECT doc_id, count(*) AS n, min(CASE WHEN method IS NOT NULL THEN pages_created_at END) AS stamp
-  FROM document_stamps GROUP BY doc_id;
-CREATE TABLE stale AS
-  SELECT doc_id FROM newest LEFT JOIN existing e USING (doc_id)
-  WHERE e.n IS NULL OR e.n <> 1 OR e.stamp IS DISTINCT FROM newest.stamp;
-CREATE TABLE orphans AS SELECT doc_id FROM existing ANTI JOIN newest USING (doc_id);
-"""
+def _newest_pages(pages: pads.Dataset, scope: Scope) -> dict[str, Any]:
+    table = pages.to_table(columns=["doc_id", "created_at"], filter=scope.expression())
+    grouped = table.group_by("doc_id").aggregate([("created_at", "max")])
+    return dict(zip(grouped.column("doc_id").to_pylist(), grouped.column("created_at_max").to_pylist()))
 
 
-def _stream(dataset: pads.Dataset | None, columns: list[str], scope: Scope,
-            failed: list[BaseException]) -> pa.RecordBatchReader | None:
-    """The scope's rows of `dataset` as batches, with `seq` (their order as read): one batch at a time
-    in memory, as pipeline.ledger.index reads the pages; what reading raised goes to `failed` too."""
-    if dataset is None:
-        return None
-    scanner = dataset.scanner(columns=columns, filter=pc.field("doc_id").is_valid() & scope.expression(),
-                              batch_size=SCAN_ROWS, batch_readahead=1, fragment_readahead=1, use_threads=False,
-                              memory_pool=pa.system_memory_pool())
-
-    def batches():
-        seq = 0
-        try:
-            for batch in scanner.to_batches():
-                if batch.num_rows:
-                    yield batch.append_column("seq", pa.array(range(seq, seq + batch.num_rows), pa.int64()))
-                    seq += batch.num_rows
-        except Exception as exc:
-            failed.append(exc)
-            raise
-    return pa.RecordBatchReader.from_batches(scanner.projected_schema.append(pa.field("seq", pa.int64())), batches())
-
-
-def _register(db: duckdb.DuckDBPyConnection, name: str, rows: pa.RecordBatchReader | None, empty: pa.Schema) -> None:
-    db.register(name, rows if rows is not None else empty.append(pa.field("seq", pa.int64())).empty_table())
+def _documents(folder: OutputFolder, schema: pa.Schema, scope: Scope) -> dict[str, list[Any]]:
+    files = folder.document_files()
+    if not files:
+        return {}
+    table = pads.dataset([i.path for i in files], schema=schema, filesystem=folder.fs, format="parquet") \
+        .to_table(columns=["doc_id", "pages_created_at", "method"], filter=scope.expression())
+    rows: dict[str, list[Any]] = defaultdict(list)
+    for doc, stamp, method in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+        # a row written before `method` and `grounding` existed is made again, once
+        rows[doc].append(stamp if method is not None else None)
+    return rows
 
 
 def sync_documents(folder: OutputFolder, schema: ExtractionSchema, scope: Scope, run_id: str) -> dict[str, int]:
     """Make the document rows that are missing or stale, drop those without pages (see above)."""
-    page_schema = output_schema(arrow_type(schema))
-    pages = folder.pages_dataset(page_schema)
+    pages = folder.pages_dataset(output_schema(arrow_type(schema)))
     doc_schema = document_schema(arrow_type(schema))
-    files = folder.document_files()
-    docs = pads.dataset([i.path for i in files], schema=doc_schema, filesystem=folder.fs, format="parquet") \
-        if files else None
-    failed: list[BaseException] = []
-    with tempfile.TemporaryDirectory(prefix="pageray-documents-") as tmp:
-        db = duckdb.connect(f"{tmp}/documents.duckdb", config={**DUCKDB_CONFIG, "temp_directory": f"{tmp}/spill"})
-        try:
-            db.execute("SET enable_progress_bar = false")
-            _register(db, "page_stamps", _stream(pages, ["doc_id", "created_at"], scope, failed),
-                      pa.schema([page_schema.field("doc_id"), page_schema.field("created_at")]))
-            _register(db, "document_stamps", _stream(docs, ["doc_id", "pages_created_at", "method"], scope, failed),
-                      pa.schema([doc_schema.field(c) for c in ("doc_id", "pages_created_at", "method")]))
-            db.execute(_STALE)
-            stale, orphans = db.execute(
-                "SELECT (SELECT count(*) FROM stale), (SELECT count(*) FROM orphans)").fetchall()[0]
-            written = _write_rows(db, folder, schema, scope, run_id, pages, doc_schema, failed) if stale else set()
-            dropped = db.sql("SELECT doc_id FROM stale UNION ALL SELECT doc_id FROM orphans ORDER BY doc_id") \
-                .to_arrow_table().column(0).combine_chunks().cast(pa.string())
-        except duckdb.Error:
-            if failed:
-                raise failed[0] from None  # the storage's own error, as every other read gives it
-            raise
-        finally:
-            db.close()
-    _drop_rows(folder, dropped, written, scope)
-    return {"documents_written": stale, "documents_dropped": orphans}
-
-
-def _write_rows(db: duckdb.DuckDBPyConnection, folder: OutputFolder, schema: ExtractionSchema, scope: Scope,
-                run_id: str, pages: pads.Dataset, doc_schema: pa.Schema, failed: list[BaseException]) -> set[str]:
-    """One file of rows per DOCS_PER_FILE stale documents, in doc_id order: their pages gathered in
-    one pass over the output and sorted by DuckDB (spilling), then read back a batch at a time."""
-    rows = _stream(pages, _PAGE_COLUMNS, scope, failed)
-    db.register("page_rows", rows)
-    db.execute("CREATE TABLE stale_pages AS SELECT * FROM page_rows SEMI JOIN stale USING (doc_id)")
-    db.unregister("page_rows")
-    # back to the page schema's own types (DuckDB's may differ: time zones, string kinds)
-    target = pa.schema([f for f in rows.schema if f.name != "seq"])
+    newest = _newest_pages(pages, scope) if pages is not None else {}
+    existing = _documents(folder, doc_schema, scope)
+    stale = sorted(d for d, stamp in newest.items() if existing.get(d) != [stamp])
+    orphans = set(existing) - set(newest)
     written: set[str] = set()
-    made: list[dict] = []
-    group: list[dict] = []
-
-    def flush() -> None:
-        out = pa.Table.from_pylist(made, schema=doc_schema)
+    for start in range(0, len(stale), DOCS_PER_FILE):
+        docs = stale[start:start + DOCS_PER_FILE]
+        table = pages.to_table(columns=_PAGE_COLUMNS,
+                               filter=scope.expression() & pc.field("doc_id").isin(docs))
+        rows = [document_row(schema, run_id, group) for group in _by_document(table)]
+        out = pa.Table.from_pylist(rows, schema=doc_schema)
         name = part_name(run_id, out.append_column("page_index", pa.array([0] * out.num_rows, pa.int32())))
         folder.write_parquet(f"{folder.documents_path}/{name}", out)
         written.add(name)
-        made.clear()
-    query = f"SELECT {', '.join(target.names)} FROM stale_pages ORDER BY doc_id, page_index, seq"
-    with db.sql(query).to_arrow_reader(BATCH_ROWS) as reader:
-        for batch in reader:
-            for row in pa.Table.from_batches([batch]).cast(target).to_pylist():
-                if group and row["doc_id"] != group[0]["doc_id"]:
-                    made.append(document_row(schema, run_id, group))
-                    group = []
-                    if len(made) == DOCS_PER_FILE:
-                        flush()
-                group.append(row)
-    if group:
-        made.append(document_row(schema, run_id, group))
-    if made:
-        flush()
-    return written
+    _drop_rows(folder, set(stale) | orphans, written, scope)
+    return {"documents_written": len(stale), "documents_dropped": len(orphans)}
+
+
+def _by_document(table: pa.Table) -> list[list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in table.to_pylist():
+        groups[row["doc_id"]].append(row)
+    return [sorted(rows, key=lambda r: r["page_index"]) for _, rows in sorted(groups.items())]
 
 
 def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> dict[str, Any]:
@@ -214,9 +148,10 @@ def _multi_image(schema: ExtractionSchema, lead: dict, text: str | None) -> dict
             "grounding": grounded_at(schema.json_schema, fields, where)}
 
 
-def _drop_rows(folder: OutputFolder, wanted: pa.Array, keep_files: set[str], scope: Scope) -> None:
-    if not len(wanted):
+def _drop_rows(folder: OutputFolder, docs: set[str], keep_files: set[str], scope: Scope) -> None:
+    if not docs:
         return
+    wanted = pa.array(sorted(docs), pa.string())
     for info in folder.document_files():
         if info.base_name in keep_files:
             continue
