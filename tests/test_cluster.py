@@ -25,7 +25,7 @@ import pytest
 from clusters import BIN, Cluster, cluster_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-COPIES = 8  # 8 x the samples = 80 pages: enough backlog for the second extractor to be started and fed
+COPIES = 16  # 160 pages: the worker node's extractor loads its model while the head's already runs (80 pages were sometimes all done by then)
 ERROR_FILES = {"corrupt_truncated.pdf": "render_error", "encrypted_password_secret.pdf": "encrypted"}
 
 
