@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from processes import wait_until
 from typer.testing import CliRunner
 
 from pageray.pipeline.app.cli import app
@@ -288,10 +288,11 @@ def devtools(chromium: str, profile: Path):
                              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                              f"--user-data-dir={profile}", "--window-size=1200,900", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
-    while not (port_file.exists() and port_file.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, "chromium did not open its DevTools port"
-        time.sleep(0.1)
+    port_file = profile / "DevToolsActivePort"
+    # a hang guard, not a timing check: stop waiting once chromium wrote its port or died
+    wait_until(lambda: proc.poll() is not None or (port_file.exists() and port_file.read_text().strip()), 60, 0.1)
+    assert proc.poll() is None and port_file.exists() and port_file.read_text().strip(), \
+        "chromium did not open its DevTools port"
     port = port_file.read_text().split()[0]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as reply:
         target = next(t for t in json.load(reply) if t["type"] == "page")
