@@ -33,11 +33,20 @@ from pageray.pipeline.progress import Progress, ProgressReporter, Tally
 from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
 
 
+# How long a run waits for its actors (a model loading on each GPU) before it fails naming them.
+ACTORS_START_TIMEOUT_S = 900
+
+
 def _init_ray() -> None:
     import ray
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver draws its own (pipeline.progress)
+    # Work is handed out only once every actor of a pool is up (the extractors: their models
+    # loaded). Handed out as actors became ready, a short run on a cluster whose second node was
+    # slower to load went entirely to the first node's GPU, the other idle throughout; the cost is
+    # that rendering starts after the models load instead of beside it (seconds, once per run).
+    ctx.wait_for_min_actors_s = ACTORS_START_TIMEOUT_S
     quiet_ray_data()
 
     if not ray.is_initialized():
@@ -81,9 +90,8 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
         n = min(config.actors or gpus, gpus)
         # Ray Data insists on a batch size for GPU stages; image-less rows then cost a call per
         # batch_size of them (milliseconds each), which only a file claiming huge page counts notices.
-        # A fixed pool, one actor per GPU, started at once (asynchronously: work goes to the actors
-        # that are ready). An autoscaling (1, n) pool leaves the second node idle when the work
-        # arrives in a few large blocks.
+        # A fixed pool, one actor per GPU, all loaded before work is handed out (_init_ray). An
+        # autoscaling (1, n) pool leaves the second node idle when the work arrives in a few large blocks.
         rows = AUTO_MAX if config.batch_size == "auto" else config.batch_size
         return {"compute": ray.data.ActorPoolStrategy(size=n), "num_gpus": 1, "batch_size": rows,
                 "memory": extractor_memory(config.model, config.dtype, bool(config.quantize), True,
