@@ -43,6 +43,11 @@ class OutputBusy(FatalError):
     """Another live run holds the output folder's lease (pipeline.ledger.lease); --wait waits."""
 
 
+class ActorsNotStarted(FatalError):
+    """The run's actors (an extractor loading its model on each GPU) did not all start in time:
+    the cluster lacks what they ask for, or a model load hangs. Nothing was processed."""
+
+
 class LostWorkers(FatalError):
     """A Ray node (or a worker process) died mid-run and Ray could not redo its work elsewhere."""
 

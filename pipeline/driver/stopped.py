@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pageray.pipeline.errors import FatalError, LeaseLost, LostWorkers, StorageError, describe
+from pageray.pipeline.errors import ActorsNotStarted, FatalError, LeaseLost, LostWorkers, StorageError, describe
 
 # Ray's errors for a worker, actor, node or object that is gone (by name: they move between versions)
 RAY_LOSSES = {"ActorDiedError", "ActorUnavailableError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
@@ -27,6 +27,12 @@ def stopped_by(exc: Exception, out: str, storage_down: str | None, lost_nodes: d
     fenced = next((text for name, text in errors if name == LeaseLost.__name__), None)
     if fenced is not None:  # a worker's commit was refused: another run holds the folder now
         return LeaseLost(_short(fenced, 600))
+    if any(name == "GetTimeoutError" and "starting actors" in text for name, text in errors):
+        # Ray Data's wait for the pools' actors (pipeline.driver.run: ACTORS_START_TIMEOUT_S)
+        return ActorsNotStarted("the run's actors did not all start in time, so no page was processed: the cluster "
+                                "lacks what they ask for (one GPU and the model's memory per extractor; on CPU, "
+                                "--actors of them) or the model load hangs. Lower --actors, or check `ray status` "
+                                "and the nodes' logs, then run the same command again")
     cause = _short(next((f"{name}: {text}" for name, text in errors if name not in RAY_WRAPPERS), describe(exc)))
     if storage_down is not None:
         return StorageError(f"storage {out} did not answer ({_short(storage_down)}), so the run stopped (it "
