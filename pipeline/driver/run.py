@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pageray.pipeline.config import RunConfig
+from pageray.pipeline.resolved_run import ResolvedRun
 from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.errors import FatalError, StorageError, describe
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
@@ -102,13 +103,13 @@ def extractor_pool(config: RunConfig) -> dict[str, Any]:
             "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(ray, False, n))}
 
 
-def build_dataset(config: RunConfig, plan: Plan, fence=None):
+def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
     import ray
 
     from pageray.extractors.extractor import ExtractFields
     from pageray.schemas import arrow_type
 
-    schema = config.extraction_schema()
+    config, schema = run.config, run.schema  # the workers' settings carry the resolved budget
     render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(),
                      "split": config.model_spec().split_images, "multi_image_pages": config.multi_image_pages()}
     # Blocks of a few documents each (pipeline.ledger.plan_read says why not read_parquet). Reading
@@ -140,14 +141,15 @@ def build_dataset(config: RunConfig, plan: Plan, fence=None):
     return ds
 
 
-def run_extraction(config: RunConfig) -> dict:
+def run_extraction(run: ResolvedRun | RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
-    holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
+    holds the output's lease from before planning to the end (pipeline.ledger.lease). A RunConfig
+    is resolved here (its schema loaded, its budget worked out); the API hands on its ResolvedRun."""
     from pageray.extractors.model.loading import preflight
 
-    schema = config.extraction_schema()
+    run = run if isinstance(run, ResolvedRun) else ResolvedRun.of(run)
     # From here on the config holds the budget the run uses, and the record shows that number.
-    config, budget_from = config.with_budget(schema)
+    config, schema = run.config, run.schema
     preflight(config.model_spec())
     check_inputs(config.inputs)  # a mistyped input must not pin the output folder to this schema
     lease = Lease(OutputFolder(config.out), config.run_id, config.lease_timeout_s)
@@ -158,19 +160,19 @@ def run_extraction(config: RunConfig) -> dict:
         claim(folder, schema, config.model, config.run_id, config.append)
         record: dict[str, Any] = {
             "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
-            "config": config.model_dump(mode="json"), "max_new_tokens_from": budget_from,
-            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens,
-                                          "source_schema": schema.source_schema},
+            "config": config.model_dump(mode="json"), "max_new_tokens_from": run.budget_from,
+            "schema": run.schema_record(),
             "versions": versions(),
         }
         folder.write_run(record)
-        _run(config, folder, lease, record)
+        _run(run, folder, lease, record)
     finally:
         lease.release()
     return record
 
 
-def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
+def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
+    config = run.config
     t0 = time.monotonic()
     tally = Tally()  # what came back, counted once: the progress line and this record read it
     decode = DecodeCounts(config.engine)  # steps and occupancy: where the extractors' time went
@@ -179,7 +181,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
     try:
         with Heartbeat(folder, record, lease=lease) as beat:
             recover(folder)  # a merge a killed run left must be finished before pages are counted
-            plan = make_plan(config, folder)
+            plan = make_plan(config, folder, schema_id=run.schema.id)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 # shown from here on, Ray's start and the model's load included (pipeline.progress)
@@ -189,7 +191,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     progress.phase("starting Ray")
                     _init_ray()
                     nodes = alive_nodes()
-                    dataset = build_dataset(config, plan, folder.fence)
+                    dataset = build_dataset(run, plan, folder.fence)
                     actors = extractor_pool(config)["compute"].min_size
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
@@ -210,7 +212,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
             beat.check_lease()
             if config.document_scope():
-                beat.update(**sync_documents(folder, config.extraction_schema(), plan.scope, config.run_id))
+                beat.update(**sync_documents(folder, run.schema, plan.scope, config.run_id))
             beat.update(**merge_small_files(folder, config.run_id))  # the document file just written too
         state = RunState.SUCCEEDED.value
     except BaseException as exc:
