@@ -18,6 +18,7 @@ from cheap import SMALL_RENDER
 from corpus import mupdf_pdf
 from pageray.extractors import bundle
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.inputs import ModelInputs
 from pageray.extractors.model.loading import ModelSpec
 from pageray.extractors.multi_image import METHOD
 from pageray.extractors.prompts import image_tokens_per_page, multi_image_page_limit
@@ -53,8 +54,8 @@ def plan_row(path: Path) -> dict:
 
 
 def render(paths, max_pages, done=None):
-    step = RenderPages("r1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS), split=True,
-                       multi_image_pages=max_pages)
+    step = RenderPages("r1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS),
+                       prepare=ModelInputs(split=True, multi_image_pages=max_pages))
     rows = [plan_row(p) | ({"done_pages": done} if done is not None else {}) for p in paths]
     batch = {k: [r.get(k) for r in rows] for k in rows[0]}
     return [dict(zip(out, values)) for out in step(batch) for values in zip(*out.values())]

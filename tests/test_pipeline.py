@@ -22,24 +22,10 @@ def config(inputs, out, model, **kw):
     return RunConfig.build(**values)
 
 
-SCHEMA_LOADS: list = []  # what invoice_run's driver loaded (its workers are handed the schema)
-
-
 @pytest.fixture(scope="module")
 def invoice_run(ray_local, samples, tiny_model, tmp_path_factory):
-    import pageray.schemas
-
     out = tmp_path_factory.mktemp("out")
-    real = pageray.schemas.load_schema
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pageray.schemas, "load_schema", lambda spec: SCHEMA_LOADS.append(spec) or real(spec))
-        return out, run_extraction(config([samples], out, tiny_model))
-
-
-def test_the_run_record_s_schema_is_loaded_once_per_run(invoice_run):
-    # planning, the workers' steps, the document rows and the record all use the run's one
-    # ResolvedRun (pipeline.resolved_run): a schema file edited mid-run cannot split the run
-    assert SCHEMA_LOADS == ["invoice"]
+    return out, run_extraction(config([samples], out, tiny_model))
 
 
 def test_every_file_has_rows_and_ok_rows_are_valid(invoice_run, samples):

@@ -6,6 +6,7 @@ from collections import Counter
 
 from corpus import CLAIMED_PAGES, claimed_pages, mupdf_pdf
 
+from pageray.extractors.inputs import ModelInputs
 from pageray.pipeline.render.pages import RenderLimits, iter_render
 from pageray.pipeline.render.step import ROWS_PER_OUTPUT_BATCH, RenderPages
 
@@ -102,7 +103,8 @@ def test_with_split_pages_leave_as_the_models_crops(tmp_path):
     pdf = tmp_path / "two.pdf"
     pdf.write_bytes(mupdf_pdf(2))
     plain = rows_of(step()(plan_batch(pdf)))
-    split = RenderPages("run-1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS), split=True)
+    split = RenderPages("run-1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS),
+                        prepare=ModelInputs(split=True))
     rows = rows_of(split(plan_batch(pdf)))
     assert [r["page_index"] for r in rows] == [0, 1]
     for before, after in zip(plain, rows):
@@ -120,6 +122,6 @@ def test_a_page_that_cannot_be_prepared_is_a_row(tmp_path):
         for page in iter_render(data, name, LIMITS):
             yield {**page, "image": page["image"][:-3]}
 
-    rows = rows_of(RenderPages("run-1", LIMITS, renderer=short_image, split=True)(plan_batch(pdf)))
+    rows = rows_of(RenderPages("run-1", LIMITS, renderer=short_image, prepare=ModelInputs(split=True))(plan_batch(pdf)))
     assert [(r["status"], r["pixels"], r["image"]) for r in rows] == [("render_error", None, None)]
     assert rows[0]["error"].startswith("page 1: preparing it for the model failed: ValueError")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from cheap import SMALL_RENDER
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
+from pageray.extractors.inputs import ModelInputs
 from pageray.extractors.model.loading import ModelSpec
 from pageray.extractors.vision.pixels import model_crops
 from pageray.pipeline.datamodel import Status, rows_to_columns
@@ -100,8 +101,8 @@ def test_the_order_of_a_bundles_pages_changes_its_answer(extractor, samples, tmp
         path = tmp_path / ("-".join(n.removesuffix(".pdf") for n in order) + ".pdf")
         path.write_bytes(two_page_pdf(samples, order))
         paths.append(path)
-    step = RenderPages("r1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS), split=True,
-                       multi_image_pages=2)
+    step = RenderPages("r1", LIMITS, renderer=lambda data, name: iter_render(data, name, LIMITS),
+                       prepare=ModelInputs(split=True, multi_image_pages=2))
     plan = {"doc_id": [p.stem for p in paths], "source_uri": [str(p) for p in paths],
             "doc_size": [p.stat().st_size for p in paths], "doc_mtime_ns": [1, 1]}
     bundles = [dict(zip(out, values)) for out in step(plan) for values in zip(*out.values())]

@@ -61,11 +61,11 @@ def extractor_memory(model: str, dtype: str, quantized: bool, on_gpu: bool, shar
     return int(min([want, *shares]))
 
 
-def node_shares(ray, on_gpu: bool, actors: int) -> list[float]:
-    """The `memory` resource of each live node that can host an extractor, divided among the
-    extractors it may host: one per GPU, or (CPU actors) all of them on one node."""
+def node_shares(nodes, on_gpu: bool, actors: int) -> list[float]:
+    """The `memory` resource of each live node (`nodes`: ray.nodes()) that can host an extractor,
+    divided among the extractors it may host: one per GPU, or (CPU actors) all of them on one node."""
     shares = []
-    for node in ray.nodes():
+    for node in nodes:
         res = node.get("Resources") or {}
         if not node.get("Alive") or not res.get("memory") or (on_gpu and not res.get("GPU")):
             continue

@@ -12,8 +12,6 @@ import time
 from typing import Any
 
 from pageray.pipeline.config import RunConfig
-from pageray.pipeline.resolved_run import ResolvedRun
-from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.errors import FatalError, StorageError, describe
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pageray.pipeline.ledger.documents import sync_documents
@@ -21,14 +19,12 @@ from pageray.pipeline.ledger.merge import merge_small_files, recover
 from pageray.pipeline.ledger.heartbeat import Heartbeat
 from pageray.pipeline.ledger.lease import Lease
 from pageray.pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
-from pageray.pipeline.ledger.plan_read import plan_blocks, read_plan_blocks
+from pageray.pipeline.ledger.plan_read import plan_blocks
 from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 from pageray.pipeline.ledger.records import RunState, claim, versions
-from pageray.pipeline.render.step import RenderPages
 from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pageray.pipeline.storage import check_inputs, unreachable
-from pageray.pipeline.ledger.commit import CommitPages
-from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
+from pageray.pipeline.driver.stages import Cluster, run_stages
 from pageray.pipeline.driver.decode_counts import DecodeCounts
 from pageray.pipeline.progress import Progress, ProgressReporter, Tally
 from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
@@ -72,84 +68,26 @@ def _forwarded_env() -> dict[str, str]:
     return env
 
 
-def _cpu_share() -> float:
-    """CPUs one actor reserves. On a tiny node (CI: 2 cores) whole-CPU actors would leave Ray
-    Data's own listing task no CPU at all, and the job would wait forever."""
+def build_dataset(config: RunConfig, plan: Plan, fence=None):
+    """The run's dataset, its stages (pipeline.driver.stages) applied in order; and the stages."""
     import ray
 
-    return 1.0 if ray.cluster_resources().get("CPU", 0) >= 4 else 0.5
-
-
-def extractor_pool(config: RunConfig) -> dict[str, Any]:
-    """Actors and resources for the extractor stage: every GPU of the cluster, else CPU actors."""
-    import ray
-
-    from pageray.extractors.batching import AUTO_MAX
-
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus > 0:
-        n = min(config.actors or gpus, gpus)
-        # Ray Data insists on a batch size for GPU stages; image-less rows then cost a call per
-        # batch_size of them (milliseconds each), which only a file claiming huge page counts notices.
-        # A fixed pool, one actor per GPU, all loaded before work is handed out (_init_ray). An
-        # autoscaling (1, n) pool leaves the second node idle when the work arrives in a few large blocks.
-        rows = AUTO_MAX if config.batch_size == "auto" else config.batch_size
-        return {"compute": ray.data.ActorPoolStrategy(size=n), "num_gpus": 1, "batch_size": rows,
-                "memory": extractor_memory(config.model, config.dtype, bool(config.quantize), True,
-                                           node_shares(ray, True, n))}
-    # whole render blocks: the extractor chunks their images into batch_size model batches itself
-    n = config.actors or 1
-    return {"compute": ray.data.ActorPoolStrategy(size=n), "num_cpus": _cpu_share(), "batch_size": None,
-            "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(ray, False, n))}
-
-
-def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
-    import ray
-
-    from pageray.extractors.extractor import ExtractFields
-    from pageray.schemas import arrow_type
-
-    config, schema = run.config, run.schema  # the workers' settings carry the resolved budget
-    render_kwargs = {"run_id": config.run_id, "limits": config.render_limits(),
-                     "split": config.model_spec().split_images, "multi_image_pages": config.multi_image_pages()}
-    # Blocks of a few documents each (pipeline.ledger.plan_read says why not read_parquet). Reading
-    # one is trivial work; a full CPU reserved for it can starve a 2-core node.
     blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
-    ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
-    ds = ds.map_batches(read_plan_blocks, fn_kwargs={"out": config.out}, batch_format="pyarrow", batch_size=None,
-                        num_cpus=0.1)
-    # A barrier, not a reshaping (the blocks already are the right size): every block is read before
-    # rendering starts, on whichever nodes the read tasks ran, so the render pool scales out to the
-    # whole backlog at once and each node's extractor is fed. Streamed straight into rendering, the
-    # first render actor took the blocks as they came and the second node's extractor sat idle.
-    ds = ds.repartition(len(blocks))
-    # Render actors keep their forkserver warm. A plan block (DOCS_PER_BLOCK documents) per call;
-    # its pages leave in Ray blocks of up to ~128 MiB, across documents, so one-page documents
-    # still fill model batches, and image-less rows (skipped pages, error rows) ride along in
-    # blocks of thousands instead of thousands of tiny blocks.
-    renderers = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("CPU", 1))))
-    ds = ds.map_batches(RenderPages, fn_constructor_kwargs=render_kwargs, batch_size=None, compute=renderers,
-                        num_cpus=_cpu_share())
-    ds = ds.map_batches(ExtractFields, fn_constructor_kwargs={"spec": config.model_spec(), "schema": schema,
-                                                          "settings": config.extract_settings()},
-                        batch_format="pyarrow", **extractor_pool(config))
-    ds = ds.map_batches(CommitPages, fn_constructor_kwargs={"out": config.out, "run_id": config.run_id,
-                                                            "schema": output_schema(arrow_type(schema)),
-                                                            "fence": fence},
-                        batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=1),
-                        num_cpus=0)
-    return ds
+    stages = run_stages(config, config.extraction_schema(), Cluster.current(), len(blocks), fence)
+    dataset = ray.data.from_items(blocks, override_num_blocks=len(blocks))
+    for stage in stages:
+        dataset = stage.apply(dataset)
+    return dataset, stages
 
 
-def run_extraction(run: ResolvedRun | RunConfig) -> dict:
+def run_extraction(config: RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
-    holds the output's lease from before planning to the end (pipeline.ledger.lease). A RunConfig
-    is resolved here (its schema loaded, its budget worked out); the API hands on its ResolvedRun."""
+    holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
     from pageray.extractors.model.loading import preflight
 
-    run = run if isinstance(run, ResolvedRun) else ResolvedRun.of(run)
+    schema = config.extraction_schema()
     # From here on the config holds the budget the run uses, and the record shows that number.
-    config, schema = run.config, run.schema
+    config, budget_from = config.with_budget(schema)
     preflight(config.model_spec())
     check_inputs(config.inputs)  # a mistyped input must not pin the output folder to this schema
     lease = Lease(OutputFolder(config.out), config.run_id, config.lease_timeout_s)
@@ -160,19 +98,19 @@ def run_extraction(run: ResolvedRun | RunConfig) -> dict:
         claim(folder, schema, config.model, config.run_id, config.append)
         record: dict[str, Any] = {
             "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
-            "config": config.model_dump(mode="json"), "max_new_tokens_from": run.budget_from,
-            "schema": run.schema_record(),
+            "config": config.model_dump(mode="json"), "max_new_tokens_from": budget_from,
+            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens,
+                                          "source_schema": schema.source_schema},
             "versions": versions(),
         }
         folder.write_run(record)
-        _run(run, folder, lease, record)
+        _run(config, folder, lease, record)
     finally:
         lease.release()
     return record
 
 
-def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
-    config = run.config
+def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
     t0 = time.monotonic()
     tally = Tally()  # what came back, counted once: the progress line and this record read it
     decode = DecodeCounts(config.engine)  # steps and occupancy: where the extractors' time went
@@ -181,7 +119,7 @@ def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: dict[str,
     try:
         with Heartbeat(folder, record, lease=lease) as beat:
             recover(folder)  # a merge a killed run left must be finished before pages are counted
-            plan = make_plan(config, folder, schema_id=run.schema.id)
+            plan = make_plan(config, folder)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 # shown from here on, Ray's start and the model's load included (pipeline.progress)
@@ -191,8 +129,8 @@ def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: dict[str,
                     progress.phase("starting Ray")
                     _init_ray()
                     nodes = alive_nodes()
-                    dataset = build_dataset(run, plan, folder.fence)
-                    actors = extractor_pool(config)["compute"].min_size
+                    dataset, stages = build_dataset(config, plan, folder.fence)
+                    actors = {stage.name: stage for stage in stages}["ExtractFields"].actors
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -212,7 +150,7 @@ def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: dict[str,
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
             beat.check_lease()
             if config.document_scope():
-                beat.update(**sync_documents(folder, run.schema, plan.scope, config.run_id))
+                beat.update(**sync_documents(folder, config.extraction_schema(), plan.scope, config.run_id))
             beat.update(**merge_small_files(folder, config.run_id))  # the document file just written too
         state = RunState.SUCCEEDED.value
     except BaseException as exc:

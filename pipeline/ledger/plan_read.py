@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 
 from pageray.pipeline.ledger.folder import OutputFolder
 
+# The columns of one block's item (plan_blocks), what read_plan_blocks reads
+BLOCK_COLUMNS = ("shard", "start", "stop")
 # More blocks than this cost the driver more in object references than they give in balance: past
 # it, a block takes several consecutive row groups.
 MAX_BLOCKS = 100_000
@@ -32,7 +34,7 @@ def read_plan_blocks(batch: pa.Table, out: str) -> pa.Table:
     """Ray Data map_batches function: the plan rows of the blocks named in `batch`."""
     fs = OutputFolder(out).fs
     tables = []
-    for shard, start, stop in zip(*(batch.column(name).to_pylist() for name in ("shard", "start", "stop"))):
+    for shard, start, stop in zip(*(batch.column(name).to_pylist() for name in BLOCK_COLUMNS)):
         with fs.open_input_file(shard) as handle:
             tables.append(pq.ParquetFile(handle).read_row_groups(list(range(start, stop))))
     return pa.concat_tables(tables)

@@ -4,19 +4,18 @@ Reads each document's bytes (never the driver), hashes them, rasterizes the page
 them a few at a time so that a 2,000-page document never sits in memory whole. Every failure
 that belongs to the document becomes a row; none escapes.
 
-With `multi_image_pages` (--document-mode multi_image), a document of at most that many pages,
-all rendered, leaves as one bundle row (extractors.bundle) for the extractor's multi-image
-prompt; a longer one, or one with a failed page, leaves as page rows (merged later).
+Rows leave as rendered (`image`), or, given `prepare` (the model side's per-document step,
+extractors.inputs.ModelInputs, which the driver hands in), as whatever it makes of each
+document's pages: the model's crops, a short document as one bundle row.
 """
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
-from pageray.extractors import bundle
-from pageray.extractors.vision.pixels import PreparePixels
-from pageray.pipeline.datamodel import PAGE_COLUMNS, Status, batch_to_rows, document_row, page_row, rows_to_columns
+from pageray.pipeline.datamodel import (PAGE_COLUMNS, PIXEL_COLUMNS, Status, batch_to_rows, document_row, page_row,
+                                        rows_to_columns)
 from pageray.pipeline.errors import describe
 from pageray.pipeline.render.pages import RenderLimits
 from pageray.pipeline.storage import read_bytes
@@ -33,23 +32,27 @@ def _doc_error(status: Status, error: str, started: float) -> dict:
     return document_row(status, error, render_ms=(time.perf_counter() - started) * 1000.0)
 
 
+class Prepare(Protocol):
+    """What the render step asks of `prepare` (extractors.inputs.ModelInputs)."""
+    columns: tuple[str, ...]  # the columns it adds to a page row
+
+    def __call__(self, pages: Iterable[dict]) -> Iterator[dict]: ...  # one document's rows
+
+    def images(self, row: dict) -> int: ...  # the page images a row holds
+
+
 class RenderPages:
-    """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows.
-    With `split` given, each page leaves as the model's uint8 crops (`pixels`), made here on the
-    CPU workers rather than on the GPU actor; with None, as the rendered `image`. With
-    `multi_image_pages` (needs `split`), short documents leave as bundle rows (see above)."""
+    """Callable step: a batch of plan rows (doc_id, source_uri, size) -> batches of page rows,
+    each document's rows passed through `prepare` where one is given (see above)."""
 
     def __init__(self, run_id: str, limits: RenderLimits, renderer=None, images_per_batch: int = IMAGES_PER_OUTPUT_BATCH,
-                 split: bool | None = None, multi_image_pages: int | None = None):
-        if multi_image_pages is not None and split is None:
-            raise ValueError("multi_image_pages needs split: bundles hold the model's crops")
+                 prepare: Prepare | None = None):
         self.run_id = run_id
-        self.multi_image_pages = multi_image_pages
+        self.prepare = prepare
         # one set of columns for every batch of this step (Ray Data joins them into blocks)
-        self.columns = PAGE_COLUMNS + ((bundle.COLUMN,) if multi_image_pages else ())
+        self.columns = PAGE_COLUMNS + (prepare.columns if prepare is not None else ())
         self.limits = limits
         self.images_per_batch = images_per_batch
-        self.prepare = PreparePixels(split) if split is not None else None
         if renderer is None:
             from pageray.pipeline.render.isolation import IsolatedRenderer
 
@@ -65,9 +68,9 @@ class RenderPages:
         images = 0
         for doc in batch_to_rows(batch):
             for page in self._units(doc):
-                if page.get("image") is not None or page.get("pixels") is not None:
+                if any(page.get(column) is not None for column in PIXEL_COLUMNS):
                     with_image.append(page)
-                    images += bundle.page_count(page) if bundle.is_bundle(page) else 1
+                    images += self.prepare.images(page) if self.prepare is not None else 1
                     if images >= self.images_per_batch:
                         yield rows_to_columns(with_image, self.columns)
                         with_image, images = [], 0
@@ -81,18 +84,8 @@ class RenderPages:
                 yield rows_to_columns(rows, self.columns)
 
     def _units(self, doc: Mapping[str, Any]) -> Iterator[dict]:
-        """The document's page rows, prepared for the model; in multi-image mode perhaps one bundle."""
-        pages = (self._prepared(p) if p.get("image") is not None and self.prepare is not None else p
-                 for p in self.pages(doc))
-        return bundle.bundle_pages(pages, self.multi_image_pages) if self.multi_image_pages else pages
-
-    def _prepared(self, page: dict) -> dict:
-        """The page as the model's crops; one that cannot be cut is a row, not a dead render task."""
-        try:
-            return self.prepare.page(page)
-        except Exception as exc:  # noqa: BLE001 - whatever fails here belongs to this page
-            return {**page, "image": None, "status": Status.RENDER_ERROR.value,
-                    "error": f"page {page.get('page_index', 0) + 1}: preparing it for the model failed: {describe(exc)}"}
+        """The document's page rows, through `prepare` where one is given."""
+        return self.prepare(self.pages(doc)) if self.prepare is not None else self.pages(doc)
 
     def pages(self, doc: Mapping[str, Any]) -> Iterator[dict]:
         started = time.perf_counter()

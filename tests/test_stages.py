@@ -1,0 +1,70 @@
+"""The run's stages as declared (pipeline.driver.stages), without Ray running: the resources each
+asks of a GPU and of a CPU cluster, and a stage whose input columns are not given is refused."""
+from __future__ import annotations
+
+import pytest
+
+from pageray.extractors.batching import AUTO_MAX
+from pageray.extractors.bundle import COLUMN as BUNDLE_COLUMN
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.driver.extractor_memory import GiB
+from pageray.pipeline.driver.stages import Cluster, Stage, check_columns, run_stages
+from pageray.pipeline.ledger.plan_read import BLOCK_COLUMNS
+
+BLOCKS = 3
+
+
+def node(cpus: int, gpus: int, memory: float) -> dict:
+    return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus, "memory": memory} if gpus else
+            {"CPU": cpus, "memory": memory}}
+
+
+def stages_of(tmp_path, cluster: Cluster, **values) -> dict[str, Stage]:
+    config = RunConfig(inputs=[str(tmp_path)], out=str(tmp_path / "out"), schema_ref="invoice", **values)
+    stages = run_stages(config, config.extraction_schema(), cluster, BLOCKS)
+    return {stage.name: stage for stage in stages}
+
+
+def test_on_gpus_one_extractor_per_gpu_with_a_batch_size_and_a_node_share_of_memory(tmp_path):
+    # two GPU nodes, 8 CPUs and 6 GiB each: the extractor's memory is capped at one node's share
+    cluster = Cluster({"CPU": 16, "GPU": 2, "memory": 12 * GiB}, [node(8, 1, 6 * GiB), node(8, 1, 6 * GiB)])
+    stages = stages_of(tmp_path, cluster, actors=4)
+    extract = stages["ExtractFields"].ray_args
+    assert stages["ExtractFields"].actors == 2  # never more actors than GPUs
+    assert extract["num_gpus"] == 1 and "num_cpus" not in extract
+    assert extract["batch_size"] == AUTO_MAX and extract["batch_format"] == "pyarrow"
+    assert extract["memory"] == 6 * GiB
+    render = stages["RenderPages"].ray_args
+    assert render["num_cpus"] == 1.0 and render["compute"].max_size == 16 and render["batch_size"] is None
+    assert stages["read plan blocks"].ray_args["num_cpus"] == 0.1 and stages["read plan blocks"].barrier_blocks == BLOCKS
+    assert stages["CommitPages"].ray_args["num_cpus"] == 0 and stages["CommitPages"].actors == 1
+
+
+def test_on_a_two_core_node_actors_take_half_a_cpu_and_whole_blocks(tmp_path):
+    cluster = Cluster({"CPU": 2, "memory": 4 * GiB}, [node(2, 0, 4 * GiB)])
+    stages = stages_of(tmp_path, cluster, batch_size=4)
+    extract = stages["ExtractFields"].ray_args
+    assert "num_gpus" not in extract and extract["num_cpus"] == 0.5 and extract["batch_size"] is None
+    assert stages["ExtractFields"].actors == 1 and 0 < extract["memory"] <= 4 * GiB
+    assert stages["RenderPages"].ray_args["num_cpus"] == 0.5
+
+
+def test_the_render_stage_makes_the_models_inputs_and_says_which_columns(tmp_path):
+    cluster = Cluster({"CPU": 2}, [node(2, 0, 4 * GiB)])
+    merge = stages_of(tmp_path, cluster, scope="document")["RenderPages"]
+    bundles = stages_of(tmp_path, cluster, scope="document", document_mode="multi_image",
+                        multi_image_max_pages=3)["RenderPages"]
+    assert BUNDLE_COLUMN in bundles.gives and BUNDLE_COLUMN not in merge.gives
+    prepare = bundles.kwargs["prepare"]
+    assert prepare.multi_image_pages == 3 and prepare.pixels.split is True
+
+
+def test_a_stage_that_reads_a_column_its_upstream_does_not_return_is_refused():
+    read = Stage("read", len, {}, {}, needs=BLOCK_COLUMNS, gives=("doc_id", "source_uri"))
+    render = Stage("render", len, {}, {}, needs=("doc_id", "source_uri", "doc_size"), gives=("page_index",))
+    check_columns([read], BLOCK_COLUMNS)
+    with pytest.raises(ValueError, match=r"stage render reads column\(s\) \['doc_size'\] that stage read does not "
+                                         r"return \(it returns \['doc_id', 'source_uri'\]\)"):
+        check_columns([read, render], BLOCK_COLUMNS)
+    with pytest.raises(ValueError, match="the plan's block items"):
+        check_columns([read], ("shard",))
