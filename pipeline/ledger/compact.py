@@ -8,17 +8,35 @@ document of its schema and model, and finishes the job.
 """
 from __future__ import annotations
 
+import tempfile
 from typing import Callable
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.ledger.folder import OutputFolder, part_run_id
-from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.index import BATCH_ROWS, DUCKDB_CONFIG, Scope
+from pageray.pipeline.ledger.locate import drop_rows, located, rows_by_file
 
 KEY_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "run_id"]
+# what is read of the pages to find doubled ones (located() adds `file` and `row`)
+_DOUBLED_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True) for c in
+                             ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "created_at", "run_id",
+                              "schema_id", "model_id"]])
+# The rows of a page that are not its newest; part files are numbered in name order, so the
+# file's number ranks as its name did. One aggregate and one join, each of which can spill.
+_LOSERS = """
+CREATE TABLE page_rows AS SELECT * FROM page_stream;
+CREATE TABLE best AS
+  SELECT max({'created': created_at, 'run': coalesce(run_id, ''), 'file': file, 'row': row}) AS top
+  FROM page_rows GROUP BY doc_id, doc_size, doc_mtime_ns, page_index;
+CREATE TABLE losers AS
+  SELECT file, row FROM page_rows ANTI JOIN (SELECT top.file AS file, top.row AS row FROM best) USING (file, row);
+"""
 # which rows of one part file go: (the file, its whole table, which rows are ours and of the docs)
 StaleRows = Callable[[pafs.FileInfo, pa.Table, list[bool]], list[bool]]
 
@@ -74,21 +92,31 @@ def drop_superseded(folder: OutputFolder, run_id: str, current: dict[str, tuple[
 
 def drop_duplicate_pages(folder: OutputFolder, docs: set[str], scope: Scope) -> int:
     """Keep one row per (document version, page) for `docs`: the newest (created_at, run_id,
-    file). Returns how many part files were rewritten."""
-    keys = ["doc_id", "doc_size", "doc_mtime_ns", "page_index"]
-    best: dict[tuple, tuple] = {}   # page key -> (created_at, run_id, file, row)
-    columns = [*keys, "created_at", "run_id", "schema_id", "model_id"]
-    for info, table, hits in _files_holding(folder, docs, columns) if docs else ():
-        cols = table.to_pydict()
-        for row, (hit, ours) in enumerate(zip(hits, scope.mask(table))):
-            if hit and ours:
-                key = tuple(cols[k][row] for k in keys)
-                rank = (cols["created_at"][row], cols["run_id"][row] or "", info.base_name, row)
-                if key not in best or rank > best[key]:
-                    best[key] = rank
-    winners = {(rank[2], rank[3]) for rank in best.values()}
-    return _rewrite(folder, docs, scope,
-                    lambda info, table, candidates: [(info.base_name, row) not in winners for row in range(table.num_rows)])
+    file, row). Returns how many part files were rewritten. Which rows lose is found in DuckDB
+    on disk (pipeline.ledger.index says why): after a killed --force run every page of the
+    output may be doubled, and a driver that held them all would not compact a large output."""
+    dataset = folder.pages_dataset(_DOUBLED_SCHEMA) if docs else None
+    if dataset is None:
+        return 0
+    failed: list[BaseException] = []
+    rows = located(dataset, _DOUBLED_SCHEMA.names[:-2], scope, failed, where=pc.field("doc_id").isin(list(docs)))
+    rewritten = 0
+    with tempfile.TemporaryDirectory(prefix="pageray-compact-") as tmp:
+        db = duckdb.connect(f"{tmp}/compact.duckdb", config={**DUCKDB_CONFIG, "temp_directory": f"{tmp}/spill"})
+        try:
+            db.execute("SET enable_progress_bar = false")
+            db.register("page_stream", rows)
+            db.execute(_LOSERS)
+            with db.sql("SELECT file, row FROM losers ORDER BY file, row").to_arrow_reader(BATCH_ROWS) as reader:
+                for number, drop in rows_by_file(reader):
+                    rewritten += drop_rows(folder, dataset.files[number], drop)
+        except duckdb.Error:
+            if failed:
+                raise failed[0] from None  # the storage's own error, as every other read gives it
+            raise
+        finally:
+            db.close()
+    return rewritten
 
 
 def _under(uri: str, roots: list[str]) -> bool:

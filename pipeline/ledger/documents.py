@@ -21,20 +21,21 @@ it came from, as that page's own grounding found it; for multi_image, in the tex
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
-from pageray.extractors.grounding import PageText, ground, grounded_at
+from pageray.extractors.grounding import ground, ground_in_text, ground_merged
 from pageray.extractors.multi_image import METHOD as MULTI_IMAGE
-from pageray.pipeline.datamodel import Status, document_schema, output_schema
+from pageray.pipeline.datamodel import DocumentStatus, Status, document_schema, output_schema
 from pageray.pipeline.ledger.folder import OutputFolder, part_name
 from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.locate import drop_rows
+from pageray.pipeline.ledger.stale_documents import StaleDocuments
 from pageray.schemas import ExtractionSchema, arrow_type
 from pageray.schemas.merge_rules import PageValue, merge_pages
 
@@ -45,52 +46,38 @@ _PAGE_COLUMNS = ["doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns
                  "text_layer", "ungrounded_fields", "method", "created_at"]
 
 
-def _newest_pages(pages: pads.Dataset, scope: Scope) -> dict[str, Any]:
-    table = pages.to_table(columns=["doc_id", "created_at"], filter=scope.expression())
-    grouped = table.group_by("doc_id").aggregate([("created_at", "max")])
-    return dict(zip(grouped.column("doc_id").to_pylist(), grouped.column("created_at_max").to_pylist()))
-
-
-def _documents(folder: OutputFolder, schema: pa.Schema, scope: Scope) -> dict[str, list[Any]]:
-    files = folder.document_files()
-    if not files:
-        return {}
-    table = pads.dataset([i.path for i in files], schema=schema, filesystem=folder.fs, format="parquet") \
-        .to_table(columns=["doc_id", "pages_created_at", "method"], filter=scope.expression())
-    rows: dict[str, list[Any]] = defaultdict(list)
-    for doc, stamp, method in zip(*(table.column(c).to_pylist() for c in table.column_names)):
-        # a row written before `method` and `grounding` existed is made again, once
-        rows[doc].append(stamp if method is not None else None)
-    return rows
-
-
 def sync_documents(folder: OutputFolder, schema: ExtractionSchema, scope: Scope, run_id: str) -> dict[str, int]:
-    """Make the document rows that are missing or stale, drop those without pages (see above)."""
+    """Make the document rows that are missing or stale, drop those without pages (see above).
+    Which ones, and where their rows lie, comes out of core (pipeline.ledger.stale_documents);
+    the driver holds the pages of DOCS_PER_FILE documents at a time."""
     pages = folder.pages_dataset(output_schema(arrow_type(schema)))
     doc_schema = document_schema(arrow_type(schema))
-    newest = _newest_pages(pages, scope) if pages is not None else {}
-    existing = _documents(folder, doc_schema, scope)
-    stale = sorted(d for d, stamp in newest.items() if existing.get(d) != [stamp])
-    orphans = set(existing) - set(newest)
+    files = folder.document_files()
+    docs = pads.dataset([i.path for i in files], schema=doc_schema, filesystem=folder.fs, format="parquet") \
+        if files else None
     written: set[str] = set()
-    for start in range(0, len(stale), DOCS_PER_FILE):
-        docs = stale[start:start + DOCS_PER_FILE]
-        table = pages.to_table(columns=_PAGE_COLUMNS,
-                               filter=scope.expression() & pc.field("doc_id").isin(docs))
-        rows = [document_row(schema, run_id, group) for group in _by_document(table)]
-        out = pa.Table.from_pylist(rows, schema=doc_schema)
-        name = part_name(run_id, out.append_column("page_index", pa.array([0] * out.num_rows, pa.int32())))
-        folder.write_parquet(f"{folder.documents_path}/{name}", out)
-        written.add(name)
-    _drop_rows(folder, set(stale) | orphans, written, scope)
-    return {"documents_written": len(stale), "documents_dropped": len(orphans)}
+    with StaleDocuments(pages, docs, scope) as stale:
+        for chunk, holding in stale.chunks(DOCS_PER_FILE):
+            out = pa.Table.from_pylist([document_row(schema, run_id, group)
+                                        for group in _by_document(pages, holding, chunk, scope)], schema=doc_schema)
+            name = part_name(run_id, out.append_column("page_index", pa.array([0] * out.num_rows, pa.int32())))
+            folder.write_parquet(f"{folder.documents_path}/{name}", out)
+            written.add(name)
+        # new rows first, then the old rows of those documents (and of orphans) go
+        for number, rows in stale.dropped():
+            if docs.files[number].rpartition("/")[2] not in written:
+                drop_rows(folder, docs.files[number], rows)
+        return {"documents_written": stale.stale, "documents_dropped": stale.orphans}
 
 
-def _by_document(table: pa.Table) -> list[list[dict]]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for row in table.to_pylist():
-        groups[row["doc_id"]].append(row)
-    return [sorted(rows, key=lambda r: r["page_index"]) for _, rows in sorted(groups.items())]
+def _by_document(pages: pads.Dataset, holding: list[int], docs: list[str], scope: Scope) -> list[list[dict]]:
+    """The current page rows of `docs`, read from the files numbered `holding`, grouped by
+    document in doc_id order and sorted by page (stably: in the order the files hold them)."""
+    table = pads.dataset([pages.files[i] for i in holding], schema=pages.schema, filesystem=pages.filesystem,
+                         format="parquet") \
+        .to_table(columns=_PAGE_COLUMNS, filter=scope.expression() & pc.field("doc_id").isin(docs))
+    table = table.sort_by([("doc_id", "ascending"), ("page_index", "ascending")])
+    return [list(group) for _, group in groupby(table.to_pylist(), key=lambda r: r["doc_id"])]
 
 
 def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> dict[str, Any]:
@@ -100,7 +87,7 @@ def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> di
     failed = [p for p in pages if p["status"] not in _USABLE]
     page_count = first["page_count"]
     complete = not failed and (page_count is None or len({p["page_index"] for p in pages}) >= page_count)
-    status = "ok" if complete else "partial" if usable else failed[0]["status"]
+    status = DocumentStatus.of(complete, bool(usable), failed[0]["status"] if failed else None)
     error = None
     if failed:
         shown = "; ".join(f"page {p['page_index']}: {p['status']}" + (f" ({p['error'][:200]})" if p["error"] else "")
@@ -125,42 +112,14 @@ def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> di
 def _merged(schema: ExtractionSchema, pages: list[dict], usable: list[dict]) -> dict[str, Any]:
     merged = merge_pages(schema.json_schema, [
         PageValue(p["page_index"], p["fields"] if p["status"] in _USABLE else None, p["confidence"]) for p in pages])
-    missing = {p["page_index"]: p["ungrounded_fields"] for p in pages}
-
-    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
-        # the page's own grounding of the value (null there: that page had no text layer)
-        page, page_path = merged.origin(path) or (None, path)
-        unfound = missing.get(page)
-        return (None if unfound is None else page_path not in unfound), page
     confidences = [p["confidence"] for p in usable if p["confidence"] is not None]
     return {"fields": merged.fields, "field_pages": merged.field_pages, "conflicts": merged.conflicts,
             "confidence": sum(confidences) / len(confidences) if confidences else None,
-            "grounding": grounded_at(schema.json_schema, merged.fields, where)}
+            "grounding": ground_merged(schema.json_schema, merged,
+                                       {p["page_index"]: p["ungrounded_fields"] for p in pages})}
 
 
 def _multi_image(schema: ExtractionSchema, lead: dict, text: str | None) -> dict[str, Any]:
     fields = lead["fields"] if lead["status"] in _USABLE else None
-    page_text = PageText(text) if text else None
-
-    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
-        return (None if page_text is None else page_text.has(kind, value)), None
     return {"fields": fields, "field_pages": None, "conflicts": [], "confidence": lead["confidence"],
-            "grounding": grounded_at(schema.json_schema, fields, where)}
-
-
-def _drop_rows(folder: OutputFolder, docs: set[str], keep_files: set[str], scope: Scope) -> None:
-    if not docs:
-        return
-    wanted = pa.array(sorted(docs), pa.string())
-    for info in folder.document_files():
-        if info.base_name in keep_files:
-            continue
-        table = pq.read_table(info.path, filesystem=folder.fs)
-        drop = pc.and_(pc.is_in(table.column("doc_id"), value_set=wanted), pa.array(scope.mask(table)))
-        if not pc.any(drop).as_py():
-            continue
-        remaining = table.filter(pc.invert(drop))
-        if remaining.num_rows:
-            folder.write_parquet(info.path, remaining)
-        else:
-            folder.delete(info.path)
+            "grounding": ground_in_text(schema.json_schema, fields, text)}
