@@ -9,10 +9,11 @@ crop shape (`extractors.vision`), and decoding is a loop of our own that overlap
 host work with the forward pass (`extractors.decode_loop`). A row that carries only its `image`
 (a caller without the render step) has its crops made here.
 
-In document scope each page's prompt says it is page k of n (`page_prompts`); pages are batched
-by prompt length, since the decode loop does not pad. A bundle row (a short document's pages in
-one row, `extractors.bundle`) is read in one multi-image prompt (`extractors.multi_image`) and
-leaves as its page rows.
+In document scope each page's prompt says it is page k of n (`page_prompts`). A bundle row (a
+short document's pages in one row, `extractors.bundle`) is read in one multi-image prompt
+(`extractors.multi_image`) and leaves as its page rows. With the continuous engine (the default)
+pages and bundles of any prompt lengths share its decode slots as `Job`s; with `engine="static"`
+pages are batched by prompt length, since the static decode loop does not pad.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from pageray.extractors.batching import resolve_batch_size
-from pageray.extractors.bundle import is_bundle
+from pageray.extractors.bundle import is_bundle, unbundle
 from pageray.extractors.decoding.loop import DecodeLoop
 from pageray.extractors.decoding.rows import JsonGrammar, RowResult
-from pageray.extractors.decoding.engine import Engine, EngineItem
+from pageray.extractors.decoding.engine import Engine, EngineItem, Job
 from pageray.extractors.grounding import ground
 from pageray.extractors.model.loading import ModelSpec, load_model
 from pageray.extractors.multi_image import MultiImage
@@ -95,7 +96,9 @@ class ExtractFields:
                                   self.device)
         self.batch_size = resolve_batch_size(settings.batch_size, self.model, self.device,
                                              self.decoder.prompt_tokens(), settings.max_new_tokens)
-        self.engine = Engine(self.decoder, self.encoder, self.batch_size) if settings.engine == "continuous" else None
+        # the encoder looked up at each call: a caller (a test) may swap self.encoder
+        self.engine = Engine(self.decoder, lambda crops: self.encoder(crops), self.batch_size) \
+            if settings.engine == "continuous" else None
         self.multi_image = MultiImage(self)
         self.worker = _worker_name()
 
@@ -104,11 +107,16 @@ class ExtractFields:
         pages = [r for r in rows if not is_bundle(r)]
         todo = [r for r in pages if r.get("status") == Status.OK.value
                 and (r.get("pixels") is not None or r.get("image") is not None)]
-        # continuous: every page in one engine call (any prompt lengths); a failure halves it as a batch
-        chunks, run = ([todo], self._run_engine) if self.engine and todo else (self._chunks(todo), self._run)
-        for chunk in chunks:
-            self._run_with_backoff(chunk, run, self._failed)
-        rows = pages + self.multi_image([r for r in rows if is_bundle(r)])
+        if self.engine:  # pages and bundles in one engine call; a failure halves it as a batch
+            docs = [(b, unbundle(b)) for b in rows if is_bundle(b)]
+            jobs = [self._page_job(r) for r in todo] + [self.multi_image.job(doc) for doc in docs]
+            if jobs:
+                self._run_with_backoff(jobs, self._run_jobs, self._fail_jobs)
+            rows = pages + [page for _, doc_pages in docs for page in doc_pages]
+        else:
+            for chunk in self._chunks(todo):
+                self._run_with_backoff(chunk, self._run, self._failed)
+            rows = pages + self.multi_image([r for r in rows if is_bundle(r)])
         now = datetime.now(timezone.utc)
         for r in rows:
             r.setdefault("created_at", now)
@@ -179,16 +187,28 @@ class ExtractFields:
         self.count_decode(chunk[0], stats.steps, sum(r.output_tokens for r in results), len(chunk))
         self._record(chunk, results, prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
 
-    def _run_engine(self, chunk: list[dict]) -> None:
-        """`extractors.engine`: the page time limit counts from when a page takes its slot."""
+    def engine_item(self, crops: list, prompt_ids: list[int]) -> EngineItem:
+        """The page time limit counts from when the item takes its slot."""
+        return EngineItem(crops, prompt_ids, self.settings.max_new_tokens, self.settings.page_time_limit_s)
+
+    def _page_job(self, row: dict) -> Job:
+        ids = self._prompt_ids(row)
+        return Job(row, 1, lambda: self.engine_item(self._crops(row), ids),
+                   lambda res, ms: self._record([row], [res], [ids], ms), lambda exc: self._failed([row], exc))
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
         t0 = time.perf_counter()
-        prompts = [self._prompt_ids(r) for r in chunk]
-        items = [EngineItem(self._crops(r), ids, self.settings.max_new_tokens, self.settings.page_time_limit_s)
-                 for r, ids in zip(chunk, prompts)]
-        results, stats = self.engine(items)
-        # slots beyond the pages given could not have been filled by this call: not counted as idle
-        self.count_decode(chunk[0], stats.steps, stats.row_steps, min(stats.slots, len(chunk)))
-        self._record(chunk, [res for res, _ in results], prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
+        results, stats = self.engine([job.item() for job in jobs])
+        # slots beyond the items given could not have been filled by this call: not counted as idle
+        self.count_decode(jobs[0].lead, stats.steps, stats.row_steps, min(stats.slots, len(jobs)))
+        per_page_ms = (time.perf_counter() - t0) * 1000.0 / sum(job.pages for job in jobs)
+        for job, (res, _) in zip(jobs, results):
+            job.record(res, per_page_ms)
+
+    @staticmethod
+    def _fail_jobs(jobs: list[Job], exc: BaseException) -> None:
+        for job in jobs:
+            job.fail(exc)
 
     @staticmethod
     def count_decode(row: dict, steps: int, row_steps: int, slots: int) -> None:

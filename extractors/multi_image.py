@@ -13,14 +13,16 @@ of its first page; the other pages' `fields` are null. The document row is made 
 any other (pipeline.ledger.documents), with method "multi_image", so it can always be made again.
 A model error marks every page (all are redone by the next run, in one prompt again).
 
-Documents with the same page count share a model batch (the same prompt: no padding), at most
-batch_size // n of them, since each holds n pages' tokens.
+With the continuous engine (the default) a document is one `Job` beside single pages, in the
+engine's slots (`job`). With the static engine, documents with the same page count share a model
+batch (the same prompt: no padding), at most batch_size // n of them, since each holds n pages' tokens.
 """
 from __future__ import annotations
 
 import time
 
 from pageray.extractors.bundle import page_count, unbundle
+from pageray.extractors.decoding.engine import Job
 from pageray.extractors.grounding import ground
 from pageray.pipeline.datamodel import Status
 from pageray.pipeline.errors import describe
@@ -46,6 +48,13 @@ class MultiImage:
                 self.ex._run_with_backoff(group[start:start + size], self._run, self._failed)
         return [page for _, pages in docs for page in pages]
 
+    def job(self, doc: tuple[dict, list[dict]]):
+        """A document as one item of the extractor's engine: its pages' crops, the n-image prompt."""
+        bundle, pages = doc
+        ids = self.ex.prompts.ids(pages=len(pages))
+        return Job(pages[0], len(pages), lambda: self.ex.engine_item(self.ex._crops(bundle), ids),
+                   lambda res, ms: self._record(pages, res, len(ids), ms), lambda exc: self._failed([doc], exc))
+
     def _run(self, chunk: list[tuple[dict, list[dict]]]) -> None:
         ex = self.ex
         t0 = time.perf_counter()
@@ -57,15 +66,19 @@ class MultiImage:
         ex.count_decode(chunk[0][1][0], stats.steps, sum(r.output_tokens for r in results), len(chunk))
         per_page_ms = (time.perf_counter() - t0) * 1000.0 / sum(len(pages) for _, pages in chunk)
         for (_, pages), res in zip(chunk, results):
-            answer = ex._fields(res)
-            lead = pages[0]
-            text = "\n".join(p["text_layer"] for p in pages if p.get("text_layer") and p["text_layer"].strip())
-            lead.update(answer, method=METHOD, input_tokens=len(ids), output_tokens=res.output_tokens,
-                        confidence=res.confidence, extract_ms=per_page_ms)
-            lead.update(ground(ex.schema.json_schema, lead.get("fields"), text or None))
-            for page in pages[1:]:
-                page.update(status=answer["status"], error=answer.get("error"), valid=answer["valid"],
-                            method=METHOD, extract_ms=per_page_ms)
+            self._record(pages, res, len(ids), per_page_ms)
+
+    def _record(self, pages: list[dict], res, input_tokens: int, per_page_ms: float) -> None:
+        ex = self.ex
+        answer = ex._fields(res)
+        lead = pages[0]
+        text = "\n".join(p["text_layer"] for p in pages if p.get("text_layer") and p["text_layer"].strip())
+        lead.update(answer, method=METHOD, input_tokens=input_tokens, output_tokens=res.output_tokens,
+                    confidence=res.confidence, extract_ms=per_page_ms)
+        lead.update(ground(ex.schema.json_schema, lead.get("fields"), text or None))
+        for page in pages[1:]:
+            page.update(status=answer["status"], error=answer.get("error"), valid=answer["valid"],
+                        method=METHOD, extract_ms=per_page_ms)
 
     @staticmethod
     def _failed(chunk: list[tuple[dict, list[dict]]], exc: BaseException) -> None:

@@ -20,9 +20,10 @@ class ExtractSettings:
     max_new_tokens: int | None = None  # output budget per page; None: the schema's (for_schema)
     page_time_limit_s: float | None = 300.0  # then the answer is closed early, as the shortest valid JSON
     page_prompts: bool = False  # document scope: each page's prompt says "page k of n" (RunConfig.document_scope)
-    # "continuous": one engine with batch_size decode slots, refilled as rows finish (extractors.engine);
-    # opt-in until the pipeline's end-to-end tests and a device measurement have run it
-    engine: Literal["static", "continuous"] = "static"
+    # "continuous": one engine with batch_size decode slots, refilled as rows finish
+    # (extractors.decoding.engine), token-exact against a page alone; "static": batches by prompt
+    # length, each decoded until its longest answer ends (kept for benchmarks to compare)
+    engine: Literal["static", "continuous"] = "continuous"
 
     def __post_init__(self):
         if self.engine not in ("static", "continuous"):

@@ -186,3 +186,26 @@ def test_a_bundle_the_model_cannot_take_marks_every_page(extractor, pdfs, monkey
         (0, Status.MODEL_ERROR.value, METHOD), (1, Status.MODEL_ERROR.value, METHOD)]  # redone whole next run
     doc = document_row(INVOICE, "r1", out)
     assert doc["status"] == Status.MODEL_ERROR.value and doc["fields"] is None and doc["failed_pages"] == [0, 1]
+
+
+def test_bundles_and_pages_share_one_engine_call_and_get_the_static_rows(extractor, pdfs):
+    """The continuous engine (the default) takes bundles beside single pages of other prompt
+    lengths in its slots, in one call, and each gets exactly the tokens of static batches."""
+    from pageray.pipeline.datamodel import DECODE_COLUMNS
+
+    rows = render(sorted(pdfs.iterdir()), max_pages=2)  # doc1, doc2 bundled; doc3 as 3 pages
+    tables = {}
+    for engine in ("static", "continuous"):
+        step = ExtractFields(extractor.spec, INVOICE, dataclasses.replace(extractor.settings, batch_size=2,
+                             max_new_tokens=24, engine=engine),
+                             loaded=(extractor.model, extractor.processor, extractor.device))
+        tables[engine] = step({k: [r.get(k) for r in rows] for k in rows[0]}).to_pylist()
+    counted = {engine: [r for r in table if r["decode_steps"]] for engine, table in tables.items()}
+    assert len(counted["continuous"]) == 1 and len(counted["static"]) >= 3  # one engine call; static: 3 batches
+    assert {r["method"] for r in tables["continuous"]} == {METHOD, "page"}
+    for ours, theirs in zip(tables["continuous"], tables["static"]):
+        confidence = theirs.pop("confidence")  # None: a budget spent closing the JSON
+        assert ours.pop("confidence") == (confidence if confidence is None else pytest.approx(confidence, rel=1e-4))
+        for key in ("extract_ms", "created_at", *DECODE_COLUMNS):
+            ours.pop(key), theirs.pop(key)
+        assert ours == theirs

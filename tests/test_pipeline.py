@@ -22,10 +22,24 @@ def config(inputs, out, model, **kw):
     return RunConfig.build(**values)
 
 
+SCHEMA_LOADS: list = []  # what invoice_run's driver loaded (its workers are handed the schema)
+
+
 @pytest.fixture(scope="module")
 def invoice_run(ray_local, samples, tiny_model, tmp_path_factory):
+    import pageray.schemas
+
     out = tmp_path_factory.mktemp("out")
-    return out, run_extraction(config([samples], out, tiny_model))
+    real = pageray.schemas.load_schema
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pageray.schemas, "load_schema", lambda spec: SCHEMA_LOADS.append(spec) or real(spec))
+        return out, run_extraction(config([samples], out, tiny_model))
+
+
+def test_the_run_record_s_schema_is_loaded_once_per_run(invoice_run):
+    # planning, the workers' steps, the document rows and the record all use the run's one
+    # ResolvedRun (pipeline.resolved_run): a schema file edited mid-run cannot split the run
+    assert SCHEMA_LOADS == ["invoice"]
 
 
 def test_every_file_has_rows_and_ok_rows_are_valid(invoice_run, samples):
@@ -67,7 +81,7 @@ def test_run_record_and_folder_manifest(invoice_run):
     # where the extractors' time went: decode steps per page the model answered, and occupancy
     answered = duckdb.sql(f"select count(output_tokens) from read_parquet('{out}/data/*.parquet')").fetchall()[0][0]
     decode = saved["decode"]
-    assert decode["engine"] == "static" and decode["steps"] > 0 and 0 < decode["occupancy"] <= 1
+    assert decode["engine"] == "continuous" and decode["steps"] > 0 and 0 < decode["occupancy"] <= 1
     assert decode["steps_per_page"] == round(decode["steps"] / answered, 2)
     assert json.loads((out / "_pageray.json").read_text())["schema_name"] == "invoice"
 

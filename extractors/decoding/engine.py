@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,17 @@ class EngineItem:
     prompt_ids: list[int]
     budget: int
     time_limit_s: float | None = None
+
+
+@dataclass
+class Job:
+    """An item for the engine and where its answer goes (a page row, or a bundle's page rows):
+    the item is made only when the job runs, inside the caller's failure handling."""
+    lead: dict                                   # the row that carries the decode counters
+    pages: int                                   # pages it stands for: its share of the time
+    item: Callable[[], EngineItem]
+    record: Callable[[RowResult, float], None]   # (its result, ms per page)
+    fail: Callable[[BaseException], None]
 
 
 @dataclass
