@@ -126,15 +126,14 @@ def test_the_grammar_writes_no_date_that_no_class_holds():
         Closer(generated).feed(b'{"day":"0000')
 
 
-def test_the_source_schema_survives_pickling_and_the_api_s_schema_file():
+def test_the_source_schema_survives_pickling_and_the_api_s_resolution(tmp_path):
     import pickle
 
-    from pageray.pipeline.driver.api import _schema_ref
+    from pageray.pipeline.driver.api import resolve_run
 
     schema = load_schema(Invoice)
     assert pickle.loads(pickle.dumps(schema)).source_schema == Invoice.model_json_schema()
-    with _schema_ref(Invoice) as ref:
-        again = load_schema(ref)
+    again = resolve_run([str(tmp_path)], Invoice, tmp_path / "out").schema
     assert again.source_schema == Invoice.model_json_schema() and again.id == schema.id
 
 

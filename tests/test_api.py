@@ -18,7 +18,7 @@ from outputs import SCOPE, commit
 from pageray.pipeline import extract, read
 from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.ledger.folder import OutputFolder
-from pageray.pipeline.ledger.records import claim
+from pageray.pipeline.ledger.records import RunRecord, claim
 from pageray.schemas import SchemaError, load_schema
 
 CHEAP = {"max_new_tokens": 16, "batch_size": 2, **SMALL_RENDER}
@@ -49,19 +49,29 @@ def test_a_class_that_is_no_schema_is_refused_before_any_work(samples, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_a_class_is_the_same_schema_through_the_file_the_driver_loads():
+def test_a_class_is_resolved_once_from_the_class_itself_with_its_budget(samples, tmp_path, monkeypatch):
     from pydantic import BaseModel, Field
 
-    from pageray.pipeline.driver.api import _schema_ref
+    import pageray.schemas
+    from pageray.pipeline.driver.api import resolve_run
 
     class Slip(BaseModel):
         """A delivery slip."""
         __version__ = "3"
+        __max_new_tokens__ = 96
         reference: str = Field(description="the slip's reference")
 
-    with _schema_ref(Slip) as ref:
-        assert load_schema(ref) == load_schema(Slip)  # same id (and budget): re-runs are incremental
-    assert not Path(ref).exists()
+    loaded = []
+    real = pageray.schemas.load_schema
+    monkeypatch.setattr(pageray.schemas, "load_schema", lambda spec: loaded.append(spec) or real(spec))
+    run = resolve_run(samples / "invoice.pdf", Slip, tmp_path / "out")
+    assert loaded == [Slip]  # no schema file written and loaded back
+    assert run.schema == real(Slip)  # same id (and budget): re-runs are incremental
+    assert (run.max_new_tokens, run.budget_from) == (96, "schema")
+    assert run.extract_settings().max_new_tokens == 96  # what the workers get, resolved
+    assert run.config.schema_ref == f"{Slip.__module__}:{Slip.__qualname__}"  # names it in the record
+    assert not run.config.document_scope()
+    assert resolve_run(samples / "invoice.pdf", Slip, tmp_path / "out", max_new_tokens=40).budget_from == "flag"
 
 
 def _made_by_hand(out: str, state: str = "succeeded") -> None:
@@ -69,8 +79,8 @@ def _made_by_hand(out: str, state: str = "succeeded") -> None:
     schema = load_schema("transcribe")
     folder = OutputFolder(out)
     claim(folder, schema, SCOPE.model_id, "r1", append=False)
-    folder.write_run({"run_id": "r1", "state": state, "started_at": "2026-01-01T00:00:00+00:00",
-                      "schema": schema.to_dict() | {"id": schema.id}})
+    folder.write_run(RunRecord(run_id="r1", state=state, started_at="2026-01-01T00:00:00+00:00",
+                               schema=schema.to_dict() | {"id": schema.id}))
     commit(out, "r1", "/in/a.pdf", [0, 1], size=10, mtime_ns=1)
     commit(out, "r1", "/in/b.pdf", [0], size=20, mtime_ns=2, page_count=1)
     # what readers never match: a killed writer's temporary file
@@ -138,8 +148,11 @@ def test_extract_with_a_builtin_name_then_read_shows_only_the_newest_version(ray
 
 
 @pytest.mark.slow
-def test_extract_with_a_class_defined_here_and_read_typed_columns(ray_local, samples, tiny_model, tmp_path):
+def test_extract_with_a_class_defined_here_and_read_typed_columns(ray_local, samples, tiny_model, tmp_path,
+                                                                 monkeypatch):
     from pydantic import BaseModel, Field
+
+    import pageray.schemas
 
     class Line(BaseModel):
         """One line of the bill."""
@@ -155,10 +168,14 @@ def test_extract_with_a_class_defined_here_and_read_typed_columns(ray_local, sam
 
     assert "<locals>" in Bill.__qualname__  # no "module:Class" spec could import it
     out = tmp_path / "out"
+    loaded = []  # every schema the run loads, in the driver (workers are handed it)
+    real = pageray.schemas.load_schema
+    monkeypatch.setattr(pageray.schemas, "load_schema", lambda spec: loaded.append(spec) or real(spec))
     record = extract([samples / "invoice.pdf"], schema=Bill, out=out, model=tiny_model, **CHEAP)
     assert record["state"] == "succeeded" and record["pages"] == 1
+    assert loaded == [Bill], "the class is loaded once, from itself, and no schema file is loaded back"
     assert record["schema"]["id"] == load_schema(Bill).id and record["schema"]["name"] == "bill"
-    assert not Path(record["config"]["schema_ref"]).exists()  # the call's temporary schema file
+    assert record["config"]["schema_ref"] == f"{Bill.__module__}:{Bill.__qualname__}"
 
     df = read(out, as_="pandas")
     assert len(df) == 1

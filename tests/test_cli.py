@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.index import Scope
 from pageray.pipeline.ledger.folder import OutputFolder
-from pageray.pipeline.ledger.records import claim
+from pageray.pipeline.ledger.records import RunRecord, claim
 
 runner = CliRunner()
 
@@ -105,10 +105,9 @@ def test_schemas_list_and_show():
 
 def test_status_tells_finished_running_and_dead_runs(tmp_path):
     folder = OutputFolder(str(tmp_path))
-    folder.write_run({"run_id": "r1-done", "state": "succeeded", "pages": 12, "pages_per_s": 3.5,
-                      "counts": {"ok": 12}})
-    folder.write_run({"run_id": "r2-live", "state": "running", "pages": 4})
-    folder.write_run({"run_id": "r3-dead", "state": "running", "pages": 1})
+    folder.write_run(RunRecord(run_id="r1-done", state="succeeded", pages=12, pages_per_s=3.5, counts={"ok": 12}))
+    folder.write_run(RunRecord(run_id="r2-live", state="running", pages=4))
+    folder.write_run(RunRecord(run_id="r3-dead", state="running", pages=1))
     record = tmp_path / "_runs" / "r3-dead.json"
     dead = json.loads(record.read_text())
     dead["updated_unix"] = time.time() - 3600
@@ -156,7 +155,7 @@ def test_the_heartbeat_keeps_a_blocked_run_alive(tmp_path):
     from pageray.pipeline.ledger.status import run_state
 
     folder = OutputFolder(str(tmp_path))
-    record = {"run_id": "r-busy", "state": "running", "pages": 0}
+    record = RunRecord(run_id="r-busy", state="running", pages=0)
     folder.write_run(record)
     with Heartbeat(folder, record, every_s=0.05) as beat:
         beat.update(pages=7)

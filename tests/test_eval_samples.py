@@ -20,7 +20,7 @@ from pageray.pipeline.evaluation.labels import read_labels
 from pageray.pipeline.evaluation.samples import SCHEMAS, write_labeled_samples
 from pageray.pipeline.evaluation.scoring import paths
 from pageray.pipeline.ledger.folder import OutputFolder
-from pageray.pipeline.ledger.records import claim
+from pageray.pipeline.ledger.records import RunRecord, claim
 from pageray.pipeline.storage import doc_id_for
 from pageray.schemas import arrow_type, load_schema
 
@@ -33,8 +33,8 @@ def made_by_hand(out, schema_name: str, rows: list[dict]) -> None:
     schema = load_schema(schema_name)
     folder = OutputFolder(str(out))
     claim(folder, schema, DEFAULT_MODEL, "r1", append=False)
-    folder.write_run({"run_id": "r1", "state": "succeeded", "started_at": T0.isoformat(),
-                      "schema": schema.to_dict() | {"id": schema.id}})
+    folder.write_run(RunRecord(run_id="r1", state="succeeded", started_at=T0.isoformat(),
+                               schema=schema.to_dict() | {"id": schema.id}))
     full = [{"run_id": "r1", "schema_id": schema.id, "schema_name": schema.name, "model_id": DEFAULT_MODEL,
              "doc_id": doc_id_for(r["source_uri"]), "page_count": 2, "valid": r["status"] == "ok",
              "created_at": T0, **r} for r in rows]

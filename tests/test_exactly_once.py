@@ -19,6 +19,7 @@ from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.ledger.records import RunRecord
 from pageray.pipeline.ledger.plan import make_plan
 from pageray.pipeline.ledger.folder import DATA_DIR, OutputFolder
 from pageray.pipeline.ledger.index import Scope
@@ -228,7 +229,7 @@ def test_plan_refuses_an_edited_schema_file_as_extract_would(tiny_model, tmp_pat
 
 def test_a_change_of_state_is_in_the_run_record_at_once(tmp_path):
     folder = OutputFolder(str(tmp_path / "out"))
-    record = {"run_id": "r1", "state": "running"}
+    record = RunRecord(run_id="r1", state="running")
     with Heartbeat(folder, record, every_s=3600) as beat:
         beat.update(pages=3)
         beat.update(state="compacting")

@@ -24,6 +24,7 @@ from pageray.pipeline.ledger import lease as lease_module
 from pageray.pipeline.ledger.folder import LEASE_DIR, OutputFolder
 from pageray.pipeline.ledger.heartbeat import Heartbeat
 from pageray.pipeline.ledger.lease import Lease
+from pageray.pipeline.ledger.records import RunRecord
 
 PAGERAY = str(Path(sys.executable).parent / "pageray")
 
@@ -57,7 +58,7 @@ def test_a_dead_holders_lease_is_taken_over_and_the_old_holder_knows(tmp_path):
     alive.acquire()
     assert alive.generation == 2 and leases(out) == ["000000000002.json"]  # the dead one's file is gone
     assert not dead.renew() and not dead.held()
-    beat = Heartbeat(OutputFolder(str(out)), {"run_id": "r1"}, lease=dead)
+    beat = Heartbeat(OutputFolder(str(out)), RunRecord(run_id="r1", state="running"), lease=dead)
     beat.lost = not dead.renew()
     with pytest.raises(StorageError, match="lost its lease"):
         beat.check_lease()

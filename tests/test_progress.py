@@ -17,6 +17,7 @@ from cheap import SMALL_RENDER_FLAGS
 from pageray.pipeline.app.cli import app
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.heartbeat import Heartbeat
+from pageray.pipeline.ledger.records import RunRecord
 from pageray.pipeline.progress import (PROGRESS_ENV, PROGRESS_EVERY_S, Progress, ProgressReporter, RateWindow, Tally,
                                duration, eta_seconds, plain_line, progress_interval)
 
@@ -162,7 +163,7 @@ def test_the_bar_on_a_terminal_is_tqdm():
 
 def test_the_heartbeat_writes_the_progress_and_status_shows_it(tmp_path):
     folder = OutputFolder(str(tmp_path))
-    record = {"run_id": "r-live", "state": "running", "pages": 0}
+    record = RunRecord(run_id="r-live", state="running", pages=0)
     progress = Progress(documents=5, estimated_pages=50)
     with Heartbeat(folder, record, every_s=0.05) as beat:
         beat.track(progress.snapshot)

@@ -20,6 +20,7 @@ from pageray.pipeline.app.cli import app
 from pageray.pipeline.datamodel import output_schema, rows_to_table
 from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import RunRecord
 from pageray.pipeline.report import data, write_report
 from pageray.pipeline.report.fields import field_of, field_stats
 from pageray.pipeline.report.html import table
@@ -184,14 +185,15 @@ def write_output(out: Path, pages: list[dict], run_id: str = RUN, state: str = "
                            "model": "HuggingFaceM4/idefics2-8b", "created_by_run": run_id,
                            "created_at": T0.isoformat()})
     counts = pd.Series([p["status"] for p in pages]).value_counts().to_dict() if pages else {}
-    folder.write_run({"run_id": run_id, "state": state, "started_at": T0.isoformat(), "wall_s": 120.0,
-                      "pages": len(pages), "pages_per_s": len(pages) / 120, "counts": counts,
-                      "truncated": sum(bool(p.get("truncated")) for p in pages),
-                      "decode": {"engine": "continuous", "steps": 1234, "occupancy": 0.875, "steps_per_page": 102.8},
-                      "config": {"inputs": ["/data/in"], "out": str(out), "schema_ref": "invoice",
-                                 "max_new_tokens": 128, "batch_size": 4, "run_id": run_id},
-                      "versions": {"pageray": "0.1.0"},
-                      "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens}})
+    folder.write_run(RunRecord(
+        run_id=run_id, state=state, started_at=T0.isoformat(), wall_s=120.0,
+        pages=len(pages), pages_per_s=len(pages) / 120, counts=counts,
+        truncated=sum(bool(p.get("truncated")) for p in pages),
+        decode={"engine": "continuous", "steps": 1234, "occupancy": 0.875, "steps_per_page": 102.8},
+        config={"inputs": ["/data/in"], "out": str(out), "schema_ref": "invoice",
+                "max_new_tokens": 128, "batch_size": 4, "run_id": run_id},
+        versions={"pageray": "0.1.0"},
+        schema=schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens}))
     rows = [{"run_id": run_id, "doc_id": p["source_uri"].rsplit("/", 1)[-1], "schema_id": schema.id,
              "schema_name": schema.name, "model_id": "HuggingFaceM4/idefics2-8b"} | p for p in pages]
     for half in (rows[: len(rows) // 2], rows[len(rows) // 2:]):

@@ -10,16 +10,13 @@ are the same RunConfig field, validated the same way (a bad one is a ConfigError
 raised before any work), and the return value is the run record the CLI prints a summary of.
 
 Schemas. `schema` is anything `schemas.load_schema` takes (a built-in name, a schema file,
-"models.py:Class", "pkg.module:Class") or a Pydantic class or ExtractionSchema object. A run's
-config names its schema by a string (RunConfig.schema_ref) that the driver loads whenever it
-needs the schema; workers never load it, they get the ExtractionSchema the driver built
-(pipeline.run.build_dataset). A class defined in a notebook has no such string, so it is resolved
-here, in the driver (name, version, description and JSON Schema, as `load_schema` does), and
-written as a pageray schema file into a temporary folder that lives as long as the call;
-schema_ref names that file. The file loads as the same schema (the same id) as the class, so a
-re-run with the same class is incremental; the run record's `schema` keeps the resolved schema
-for good. Nothing is added to the output folder's layout (pipeline.ledger.folder), and s3://
-outputs work as local ones do.
+"models.py:Class", "pkg.module:Class") or a Pydantic class or ExtractionSchema object. It is
+loaded once, here (`resolve_run`), into the run's `ResolvedRun` (pipeline.resolved_run) with the
+budget it decides; the driver and the workers use that object and never load the schema again.
+A class, even one defined in a notebook (no importable name), is loaded straight from the class:
+the same class is the same schema (the same id), so a re-run with it is incremental. The
+config's `schema_ref`, a string, then only names it in the run record ("module:Class", or an
+ExtractionSchema's name and id); the record's `schema` keeps the resolved schema for good.
 
 Reading. The current rows are those of the committed part files, listed by the layout's owner
 (OutputFolder.pages_dataset, the listing the index and compaction use): each finished run has
@@ -30,15 +27,12 @@ warns, as the README's reading section says (the newest `created_at` of a page i
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import tempfile
 import warnings
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 from pageray.pipeline.config import RunConfig
+from pageray.pipeline.resolved_run import ResolvedRun
 from pageray.pipeline.errors import ConfigError, StorageError, shown
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -65,9 +59,15 @@ def build_config(inputs: PathLike | Sequence[PathLike], schema_ref: str, out: Pa
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
     paths = [_fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else paths
     options = {k: _fspath(v) for k, v in options.items()}  # model=Path(...)
-    config = RunConfig.build(inputs=paths, out=_fspath(out), schema_ref=schema_ref, **options)
-    config.extraction_schema()  # a bad schema is refused before any work
-    return config
+    return RunConfig.build(inputs=paths, out=_fspath(out), schema_ref=schema_ref, **options)
+
+
+def resolve_run(inputs: PathLike | Sequence[PathLike], schema: SchemaLike, out: PathLike, /,
+                **options) -> ResolvedRun:
+    """The run extract() starts, resolved once: its config (build_config), its schema loaded and
+    its budget worked out. Anything wrong is refused here, before any work."""
+    config = build_config(inputs, _schema_ref(schema), out, **options)
+    return ResolvedRun.of(config, _resolve(schema))
 
 
 def _fspath(value: Any) -> Any:
@@ -78,29 +78,25 @@ def extract(inputs: PathLike | Sequence[PathLike], *, schema: SchemaLike, out: P
     """Run one extraction of `inputs` (files, folders or s3:// prefixes) into `out` and return
     its run record (also saved as OUT/_runs/<run_id>.json). `options` are the RunConfig fields
     (`pageray extract`'s flags with underscores: max_new_tokens=256, batch_size=8, force=True)."""
-    with _schema_ref(schema) as ref:
-        config = build_config(inputs, ref, out, **options)
-        from pageray.pipeline.driver.run import run_extraction  # Ray and the model side: only once the config is good
+    run = resolve_run(inputs, schema, out, **options)
+    from pageray.pipeline.driver.run import run_extraction  # Ray and the model side: only once the config is good
 
-        return run_extraction(config)
+    return run_extraction(run)
 
 
-@contextmanager
-def _schema_ref(schema: SchemaLike) -> Iterator[str]:
-    """A schema_ref the driver can load for the length of the call (see the module docstring)."""
+def _schema_ref(schema: SchemaLike) -> str:
+    """The string that names `schema` in the config (and so the record). A class or schema object
+    is never loaded by it (see the module docstring), and never named as a built-in, whose name
+    would switch on document scope (RunConfig.document_scope)."""
+    from pageray.schemas import ExtractionSchema
+
     if isinstance(schema, (str, os.PathLike)):
-        yield os.fspath(schema)
-        return
-    resolved = _resolve(schema)
-    document = resolved.to_dict()
-    document["schema"] = document.pop("json_schema")  # the schema file's keys (schemas.load)
-    if getattr(resolved, "max_new_tokens", None) is not None:  # the budget is kept apart from to_dict()
-        document["max_new_tokens"] = resolved.max_new_tokens
-    document["source_schema"] = resolved.source_schema  # what a valid row is an instance of (schemas.answer)
-    with tempfile.TemporaryDirectory(prefix="pageray-schema-") as folder:
-        path = Path(folder) / f"{resolved.name}.json"
-        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        yield str(path)
+        return os.fspath(schema)
+    if isinstance(schema, type):
+        return f"{schema.__module__}:{schema.__qualname__}"
+    if isinstance(schema, ExtractionSchema):
+        return f"{schema.name} (id {schema.id})"
+    return _resolve(schema)  # refused there, naming what it got
 
 
 def _resolve(schema: SchemaLike):

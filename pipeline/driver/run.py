@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pageray.pipeline.config import RunConfig
+from pageray.pipeline.resolved_run import ResolvedRun
 from pageray.pipeline.errors import FatalError, StorageError, describe
 from pageray.pipeline.ledger.compact import drop_duplicate_pages, drop_superseded, drop_unlisted
 from pageray.pipeline.ledger.documents import sync_documents
@@ -21,7 +22,7 @@ from pageray.pipeline.ledger.lease import Lease
 from pageray.pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
 from pageray.pipeline.ledger.plan_read import plan_blocks
 from pageray.pipeline.ledger.folder import OutputFolder, utc_now
-from pageray.pipeline.ledger.records import RunState, claim, versions
+from pageray.pipeline.ledger.records import RunRecord, RunState, claim, versions
 from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pageray.pipeline.storage import check_inputs, unreachable
 from pageray.pipeline.driver.stages import Cluster, run_stages
@@ -68,26 +69,28 @@ def _forwarded_env() -> dict[str, str]:
     return env
 
 
-def build_dataset(config: RunConfig, plan: Plan, fence=None):
+def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
     """The run's dataset, its stages (pipeline.driver.stages) applied in order; and the stages."""
     import ray
 
+    config = run.config
     blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
-    stages = run_stages(config, config.extraction_schema(), Cluster.current(), len(blocks), fence)
+    stages = run_stages(config, run.schema, Cluster.current(), len(blocks), fence)
     dataset = ray.data.from_items(blocks, override_num_blocks=len(blocks))
     for stage in stages:
         dataset = stage.apply(dataset)
     return dataset, stages
 
 
-def run_extraction(config: RunConfig) -> dict:
+def run_extraction(run: ResolvedRun | RunConfig) -> dict:
     """Run one extraction; return the run record (also saved as OUT/_runs/<run_id>.json). The run
-    holds the output's lease from before planning to the end (pipeline.ledger.lease)."""
+    holds the output's lease from before planning to the end (pipeline.ledger.lease). A RunConfig
+    is resolved here (its schema loaded, its budget worked out); the API hands on its ResolvedRun."""
     from pageray.extractors.model.loading import preflight
 
-    schema = config.extraction_schema()
+    run = run if isinstance(run, ResolvedRun) else ResolvedRun.of(run)
     # From here on the config holds the budget the run uses, and the record shows that number.
-    config, budget_from = config.with_budget(schema)
+    config, schema = run.config, run.schema
     preflight(config.model_spec())
     check_inputs(config.inputs)  # a mistyped input must not pin the output folder to this schema
     lease = Lease(OutputFolder(config.out), config.run_id, config.lease_timeout_s)
@@ -96,21 +99,18 @@ def run_extraction(config: RunConfig) -> dict:
     folder = OutputFolder(config.out, fence=lease.fence())
     try:
         claim(folder, schema, config.model, config.run_id, config.append)
-        record: dict[str, Any] = {
-            "run_id": config.run_id, "state": RunState.PLANNING.value, "started_at": utc_now(),
-            "config": config.model_dump(mode="json"), "max_new_tokens_from": budget_from,
-            "schema": schema.to_dict() | {"id": schema.id, "max_new_tokens": schema.max_new_tokens,
-                                          "source_schema": schema.source_schema},
-            "versions": versions(),
-        }
+        record = RunRecord(run_id=config.run_id, state=RunState.PLANNING, started_at=utc_now(),
+                           config=config.model_dump(mode="json"), max_new_tokens_from=run.budget_from,
+                           schema=run.schema_record(), versions=versions())
         folder.write_run(record)
-        _run(config, folder, lease, record)
+        _run(run, folder, lease, record)
     finally:
         lease.release()
-    return record
+    return record.to_json()
 
 
-def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str, Any]) -> None:
+def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: RunRecord) -> None:
+    config = run.config
     t0 = time.monotonic()
     tally = Tally()  # what came back, counted once: the progress line and this record read it
     decode = DecodeCounts(config.engine)  # steps and occupancy: where the extractors' time went
@@ -119,7 +119,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
     try:
         with Heartbeat(folder, record, lease=lease) as beat:
             recover(folder)  # a merge a killed run left must be finished before pages are counted
-            plan = make_plan(config, folder)
+            plan = make_plan(config, folder, schema_id=run.schema.id)
             beat.update(state=RunState.RUNNING.value, plan=plan.summary())
             if plan.documents:
                 # shown from here on, Ray's start and the model's load included (pipeline.progress)
@@ -129,7 +129,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                     progress.phase("starting Ray")
                     _init_ray()
                     nodes = alive_nodes()
-                    dataset, stages = build_dataset(config, plan, folder.fence)
+                    dataset, stages = build_dataset(run, plan, folder.fence)
                     actors = {stage.name: stage for stage in stages}["ExtractFields"].actors
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
@@ -150,7 +150,7 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
                         pruned_files_rewritten=drop_unlisted(folder, plan.unlisted, config.inputs, plan.scope))
             beat.check_lease()
             if config.document_scope():
-                beat.update(**sync_documents(folder, config.extraction_schema(), plan.scope, config.run_id))
+                beat.update(**sync_documents(folder, run.schema, plan.scope, config.run_id))
             beat.update(**merge_small_files(folder, config.run_id))  # the document file just written too
         state = RunState.SUCCEEDED.value
     except BaseException as exc:
@@ -158,25 +158,25 @@ def _run(config: RunConfig, folder: OutputFolder, lease: Lease, record: dict[str
         stopped = None
         if isinstance(exc, Exception) and not isinstance(exc, FatalError):  # say what stopped it
             stopped = stopped_by(exc, config.out, unreachable(config.out), lost_nodes(nodes))
-        record["error"] = describe(stopped or exc, 1000)
+        record.error = describe(stopped or exc, 1000)
         if stopped is None:
             raise
         raise stopped from exc
     finally:
         wall = time.monotonic() - t0
-        record["decode"] = decode.summary()
+        record.decode = decode.summary()
         pages, truncated = tally.pages, tally.truncated
         record.update(state=state, finished_at=utc_now(), counts=dict(tally.counts), pages=pages,
                       documents_with_errors=len(tally.docs_failed), output_tokens=tally.output_tokens,
                       truncated=truncated,
                       wall_s=round(wall, 3), pages_per_s=round(pages / wall, 4) if wall > 0 else None)
         notes = [TINY_MODEL_NOTE] if _tiny(config.model) else \
-            [truncation_note(truncated, config.max_new_tokens, record.get("max_new_tokens_from"))] if truncated else []
+            [truncation_note(truncated, config.max_new_tokens, record.max_new_tokens_from)] if truncated else []
         if lost:
             notes.append(f"Ray lost {named_nodes(lost)} during the run and redid its unfinished batches on the "
                          "nodes left")
         if notes:
-            record["notes"] = notes
+            record.notes = notes
         try:
             folder.write_run(record)
         except StorageError:

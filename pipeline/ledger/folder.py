@@ -232,10 +232,11 @@ class OutputFolder:
     def write_manifest(self, manifest: dict) -> None:
         self.write_json(MANIFEST, manifest)
 
-    def write_run(self, record: dict) -> None:
-        """A run's record, stamped with when it was written (`pageray status` tells a dead run by it)."""
-        record = {**record, "updated_at": utc_now(), "updated_unix": time.time()}
-        self.write_json(f"{RUNS_DIR}/{record['run_id']}.json", record)
+    def write_run(self, record) -> None:
+        """A run's record (pipeline.ledger.records.RunRecord, which imports this module), stamped with
+        when it was written (`pageray status` tells a dead run by it)."""
+        document = {**record.to_json(), "updated_at": utc_now(), "updated_unix": time.time()}
+        self.write_json(f"{RUNS_DIR}/{record.run_id}.json", document)
 
     def runs(self) -> list[dict]:
         try:

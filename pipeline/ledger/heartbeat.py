@@ -13,16 +13,17 @@ from typing import Any, Callable
 
 from pageray.pipeline.errors import LeaseLost
 from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.records import RunRecord
 from pageray.pipeline.progress import progress_interval
 
 BEAT_S = 10.0  # pipeline.ledger.status.STALE_AFTER_S allows many missed beats
 
 
 class Heartbeat:
-    """`with Heartbeat(folder, record) as beat:` ... `beat.update(pages=n)`; the record dict is
+    """`with Heartbeat(folder, record) as beat:` ... `beat.update(pages=n)`; the RunRecord is
     shared, and written by the thread while the block runs."""
 
-    def __init__(self, folder: OutputFolder, record: dict[str, Any], every_s: float | None = None, lease=None):
+    def __init__(self, folder: OutputFolder, record: RunRecord, every_s: float | None = None, lease=None):
         # as often as the driver's progress line, when that is set shorter (PAGERAY_PROGRESS_S), so
         # `pageray status` is as current as the log
         every_s = every_s or min(BEAT_S, progress_interval())
@@ -39,9 +40,9 @@ class Heartbeat:
     def update(self, **values: Any) -> None:
         """Change the record; a change of state is written at once, not at the next beat."""
         with self._lock:
-            self.record.update(values)
+            self.record.update(**values)
             if "state" in values:
-                self.folder.write_run(dict(self.record))
+                self.folder.write_run(self.record)
 
     def track(self, live: Callable[[], dict]) -> None:
         """Write `live()` (pipeline.progress.Progress.snapshot) as the record's `progress` at each beat."""
@@ -53,8 +54,8 @@ class Heartbeat:
             with self._lock:
                 try:
                     if self._live is not None:
-                        self.record["progress"] = self._live()
-                    self.folder.write_run(dict(self.record))
+                        self.record.progress = self._live()
+                    self.folder.write_run(self.record)
                     self.beats += 1
                     if self.lease is not None and not self.lease.renew():
                         self.lost = True
@@ -64,7 +65,7 @@ class Heartbeat:
     def check_lease(self) -> None:
         """Raise if the lease was lost: doing more would duplicate or undo the new holder's work."""
         if self.lost:
-            raise LeaseLost(f"run {self.record.get('run_id')} lost its lease on {self.folder.uri} (no heartbeat "
+            raise LeaseLost(f"run {self.record.run_id} lost its lease on {self.folder.uri} (no heartbeat "
                                "for longer than its lease timeout, so another run took the folder over); it "
                                "stops here, and the pages it committed stay")
 

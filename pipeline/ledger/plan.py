@@ -17,6 +17,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from pageray.pipeline.config import RunConfig
+from pageray.pipeline.resolved_run import ResolvedRun
 from pageray.pipeline.ledger.index import CommittedIndex, Match, Scope
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.records import check_claim
@@ -98,11 +99,14 @@ def _end_shard(folder: OutputFolder, run_id: str, plan: Plan, rows: list[tuple],
     plan.shard_docs.append(len(rows))
 
 
-def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None) -> Plan:
-    """Classify every listed document against the output's rows of `scope` (default: this
-    config's schema and model) and write the plan shards."""
+def make_plan(config: RunConfig, folder: OutputFolder, write: bool = True, scope: Scope | None = None,
+              schema_id: str | None = None) -> Plan:
+    """Classify every listed document against the output's rows of `scope` (default: those of
+    this config's model and schema, `schema_id` if the caller has it loaded) and write the plan shards."""
     plan = Plan(uri=folder.plan_uri(config.run_id), path=folder.plan_path(config.run_id))
-    plan.scope = scope or Scope.of(config.extraction_schema().id, config.model, folder.manifest())
+    if scope is None:
+        scope = Scope.of(schema_id or config.extraction_schema().id, config.model, folder.manifest())
+    plan.scope = scope
     with CommittedIndex(folder, plan.scope, RetryPolicy.of(config)) as index:
         listing = iter_documents(config.inputs, follow_symlinks=config.follow_symlinks, on_skip=plan.pass_over)
         _plan_listed(config, folder, plan, index.match(listing), write)
@@ -156,8 +160,10 @@ def dry_run(inputs: list[str], out: str, schema_ref: str | None = None, model: s
     config = RunConfig.build(inputs=inputs, out=out, schema_ref=schema_ref or "transcribe",
                              model=model or made.get("model") or DEFAULT_MODEL, **options)
     folder = OutputFolder(config.out)
-    check_claim(folder, config.extraction_schema() if schema_ref else None, config.model, config.append)
-    schema_id = (None if schema_ref else made.get("schema_id")) or config.extraction_schema().id
+    # resolved as extract resolves it (one load; the refusals of a bad schema or budget are extract's)
+    run = ResolvedRun.of(config) if schema_ref or not made.get("schema_id") else None
+    check_claim(folder, run.schema if schema_ref else None, config.model, config.append)
+    schema_id = run.schema.id if run else made["schema_id"]
     summary = make_plan(config, folder, write=False, scope=Scope.of(schema_id, config.model, made)).summary()
     summary.pop("uri")
     summary.update(shard_size=SHARD_DOCS, counted_against={"schema_id": schema_id, "model": config.model})
