@@ -1,11 +1,12 @@
 """A Pydantic model as users write it (optional fields, a nested model, an enum, a Literal, dates,
 datetimes, times, a UUID, lists of models, numeric, length and item-count constraints, a pattern)
-through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` with
-`pageray extract` over the samples, and over one invoice as a raw `model_json_schema()` file with
-`ray job submit` and each the other way round (the cheap check that both sources work both ways:
-the schema is loaded in the driver, whichever starts it), all on the session's cluster. DuckDB checks
-each column's type and that every ok row honours every constraint, truncated rows included (the
-budget is small, so most rows are closed by the forced completion)."""
+through load -> prompt -> grammar -> the tiny model -> Parquet: as `models.py:Class` over the
+samples with `pageray extract` and with `ray job submit`, which write the same rows (the job's entry
+point is the CLI's run; tests/test_job_submit.py's runtime-env test is the other job test), and over
+one invoice as a raw `model_json_schema()` file with both (the cheap check that both sources work
+both ways: the schema is loaded in the driver, whichever starts it), all on the session's cluster.
+DuckDB checks each column's type and that every ok row honours every constraint, truncated rows
+included (the budget is small, so most rows are closed by the forced completion)."""
 from __future__ import annotations
 
 import importlib.util
@@ -105,6 +106,11 @@ def check_output(out, model):
     return len(rows), truncated
 
 
+def pages(out):
+    return duckdb.sql(f"select source_uri, page_index, status, valid from read_parquet('{out}/data/*.parquet') "
+                      "order by all").fetchall()
+
+
 def _import(path):
     spec = importlib.util.spec_from_file_location("e2e_models", path)
     module = importlib.util.module_from_spec(spec)
@@ -137,8 +143,11 @@ def test_a_pydantic_class_and_its_raw_json_schema_run_end_to_end(ray_head, model
     small = [str(one), *flags[1:]]
     job, status = submit_job(ray_head, [*small, "--schema", str(raw), "--out", str(tmp_path / "json-out")])
     assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
-    job, status = submit_job(ray_head, [*small, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
+    job, status = submit_job(ray_head, [*flags, "--schema", f"{models}:Invoice", "--out", str(tmp_path / "class-job")])
     assert job.returncode == 0 and status == "SUCCEEDED", status + job.stdout[-3000:] + job.stderr[-3000:]
+    # `ray job submit` writes what `pageray extract` joining the same cluster writes, page for page
+    assert pages(tmp_path / "class-job") == pages(tmp_path / "class-out")
+    assert any(row[2] == "ok" for row in pages(tmp_path / "class-job"))
     local = subprocess.run([str(BIN / "pageray"), "extract", *small, "--schema", str(raw),
                             "--out", str(tmp_path / "json-local")],
                            env=ray_head.driver_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path)
