@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
 
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.resolved_run import ResolvedRun
