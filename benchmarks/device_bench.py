@@ -9,9 +9,12 @@ no network). Two steps:
           benchmarks/device/ (ignored by benchmarks/.gitignore: name it in the device call's carry)
   there:  python3 benchmarks/device_bench.py run
           installs the carried wheels into /tmp/pageray-site, builds the random-init idefics2-8b
-          on the GPU once, runs baseline / pageray-generate / pageray / pageray-unconstrained at
-          128 and 512 new tokens, and writes benchmarks/results/<date>-<device>.json (and a copy
-          under $OUT, which is what comes back)
+          on the GPU once, runs first the batching rows (one mixed-answer-length workload, the same
+          pages and per-row stop steps in each: the model card's batched generate, pageray static,
+          pageray continuous, continuous with CUDA graphs where the engine has them; see
+          pipeline/bench/batching.py), then baseline / pageray-generate / pageray /
+          pageray-unconstrained at 128 and 512 new tokens, and writes
+          benchmarks/results/<date>-<device>.json (and a copy under $OUT, which is what comes back)
 
 `run --cpu --model FOLDER` is the same path on a CPU with a tiny checkpoint (tests/test_bench.py).
 See benchmarks/README.md for the device call and the time it needs.
@@ -47,6 +50,13 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
              "manylinux2014_x86_64")
 # (new tokens, pages, baseline pages): sized to finish well inside 8 minutes of an H200
 PLANS = {"cuda": [(128, 16, 8), (512, 8, 4)], "cpu": [(8, 2, 2), (16, 2, 1)]}
+# The batching workload per device: on the GPU full-size pages and 32 slots; no page-alone
+# reference there (bf16 sums differ with the batch's make-up, so token equality with a one-page
+# run is not expected; the token-exact proof is CPU fp32, tests/test_engine*.py)
+BATCHING = {"cuda": dict(batching_pages=128, slots=32, answer_median=64.0, answer_p95=256.0, answer_seed=0,
+                         batching_edge=0, repeats=2, reference=False),
+            "cpu": dict(batching_pages=4, slots=2, answer_median=64.0, answer_p95=160.0, answer_seed=0,
+                        batching_edge=490, repeats=1, reference=True)}
 ROW_KEYS = ("name", "device", "new_tokens", "pages", "batch", "wall_s", "pages_per_s", "tokens_per_s", "peak_mem_gib",
             "gpu_busy", "vs_baseline", "pct_of_floor", "host_ms_per_page", "host_ms_per_step", "note")
 
@@ -125,6 +135,7 @@ def run(args) -> int:
 
     from pageray.pipeline.bench.harness import BenchOptions, run_bench
     from pageray.pipeline.bench.models import build_bench_model
+    from pageray.pipeline.bench.batching import batching_summary
     from pageray.pipeline.bench.report import format_table, summary
 
     started = time.monotonic()
@@ -143,32 +154,50 @@ def run(args) -> int:
     name = f"{datetime.now(timezone.utc):%Y-%m-%d}-{slug}.json"
     targets = [Path(args.results) / name] + ([Path(os.environ["OUT"]) / name] if os.environ.get("OUT") else [])
     payload = {"script": "benchmarks/device_bench.py run", "environment": env, "model": bench.label,
-               "configurations": [], "runs": [], "skipped": []}
+               "batching": None, "configurations": [], "runs": [], "skipped": []}
+
+    def save() -> None:  # after each step: a run cut short still leaves its rows
+        payload["elapsed_s"] = time.monotonic() - started
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+    if args.batching:
+        workload = {**BATCHING[device], **{k: v for k, v in (("batching_pages", args.batching_pages),
+                                                                ("slots", args.slots)) if v}}
+        opts = BenchOptions(model=model, device=device, pages=6, pages_dir=str(PAGES), batching="only", **workload)
+        rows = _step(payload, "batching", lambda: run_bench(opts, bench=bench))
+        payload["batching"] = {"options": asdict(opts), "summary": batching_summary(rows), "rows": rows}
+        save()
+        print(format_table(rows), flush=True)
     for i, (new_tokens, pages, base_pages) in enumerate(plan):
         if time.monotonic() - started > args.budget_s:
             payload["skipped"].append({"new_tokens": new_tokens, "reason": f"over --budget-s {args.budget_s}"})
             continue
         opts = BenchOptions(model=model, device=device, pages=pages, new_tokens=new_tokens, batch_size=args.batch_size,
                             baseline_pages=base_pages, pages_dir=str(PAGES), host_step=i == 0, cpu_stage=i == 0,
-                            host_step_budget=args.host_step_budget, warmup=args.warmup)
-        try:
-            rows = run_bench(opts, bench=bench)
-        except Exception as exc:  # noqa: BLE001 - one lease: keep the other configuration's figures
-            import traceback
-
-            payload["skipped"].append({"new_tokens": new_tokens, "reason": f"{type(exc).__name__}: {exc}",
-                                       "traceback": traceback.format_exc()[-4000:]})
-            print(f"device_bench: the {new_tokens}-token run failed: {type(exc).__name__}: {exc}", flush=True)
-            rows = []
+                            host_step_budget=args.host_step_budget, warmup=args.warmup, batching="off")
+        rows = _step(payload, f"{new_tokens}-token", lambda: run_bench(opts, bench=bench), new_tokens=new_tokens)
         payload["configurations"] += [{k: r.get(k) for k in ROW_KEYS} for r in rows if "vs_baseline" in r]
         payload["runs"].append({"options": asdict(opts), "summary": summary(rows), "rows": rows})
-        payload["elapsed_s"] = time.monotonic() - started
-        for target in targets:  # after each configuration: a run cut short still leaves its rows
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        save()
         print(format_table(rows), flush=True)
     print(f"wrote {', '.join(map(str, targets))} in {time.monotonic() - started:.0f} s")
     return 0 if payload["configurations"] else 1
+
+
+def _step(payload: dict, what: str, step, **ident) -> list[dict]:
+    """One step's rows; a failure is recorded under "skipped" and the other steps still run
+    (one lease: keep the figures that were measured)."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+
+        payload["skipped"].append({"step": what, **ident, "reason": f"{type(exc).__name__}: {exc}",
+                                   "traceback": traceback.format_exc()[-4000:]})
+        print(f"device_bench: the {what} run failed: {type(exc).__name__}: {exc}", flush=True)
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--host-step-budget", type=int, default=256)
     go.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up runs")
     go.add_argument("--torch-threads", type=int, default=1, help="CPU path only")
+    go.add_argument("--no-batching", dest="batching", action="store_false", help="skip the batching rows")
+    go.add_argument("--batching-pages", type=int, default=None, help="batching workload pages (GPU 128, CPU 4)")
+    go.add_argument("--slots", type=int, default=None, help="batching decode slots (GPU 32, CPU 2)")
     go.add_argument("--budget-s", type=float, default=330.0,
                     help="start no further configuration after this many seconds")
     args = p.parse_args(argv)

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping
 
 from rapidfuzz import fuzz
 
+from pageray.schemas.merge_rules import Merged
 from pageray.schemas.nodes import child_path, iter_properties, node_kind
 
 FUZZY_SCORE = 90.0
@@ -152,3 +153,24 @@ def grounded_at(json_schema: Mapping[str, Any], fields: Any, where) -> list[dict
         found, page = where(path, kind, value)
         out.append({"field": path, "found": found, "page": page})
     return out
+
+
+def ground_merged(json_schema: Mapping[str, Any], merged: Merged,
+                  unfound: Mapping[int, list[str] | None]) -> list[dict[str, Any]]:
+    """A merged document's `grounding`: each value as the page it came from grounded it, given
+    each page's `ungrounded_fields` (`found` null where that page had no text layer)."""
+    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
+        page, page_path = merged.origin(path) or (None, path)
+        missing = unfound.get(page)
+        return (None if missing is None else page_path not in missing), page
+    return grounded_at(json_schema, merged.fields, where)
+
+
+def ground_in_text(json_schema: Mapping[str, Any], fields: Any, text: str | None) -> list[dict[str, Any]]:
+    """A multi-image document's `grounding`: each value looked for in the text of all its pages
+    (`found` null without text; `page` null, the page a value came from being unknown)."""
+    pages = PageText(text) if text else None
+
+    def where(path: str, kind: str, value: Any) -> tuple[bool | None, int | None]:
+        return (None if pages is None else pages.has(kind, value)), None
+    return grounded_at(json_schema, fields, where)

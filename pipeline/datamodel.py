@@ -36,6 +36,20 @@ class Status(str, enum.Enum):
         return self.value
 
 
+class DocumentStatus(str, enum.Enum):
+    """A document row's status (pipeline.ledger.documents): ok when every page is, partial when
+    some pages failed and some did not; when none did, the first failed page's own Status."""
+
+    OK = Status.OK.value
+    PARTIAL = "partial"
+
+    @staticmethod
+    def of(complete: bool, any_usable: bool, first_failed: str | None) -> str:
+        if complete:
+            return DocumentStatus.OK.value
+        return DocumentStatus.PARTIAL.value if any_usable else str(first_failed)
+
+
 # What `--retry` may name: statuses that are final by default (ok rows are redone with --force).
 # Here, with the statuses, so that the config can check the flag; pipeline.ledger.retry applies it.
 RETRYABLE_ON_REQUEST = frozenset({Status.RENDER_CRASH, Status.RENDER_TIMEOUT, Status.RENDER_MEMORY,

@@ -92,6 +92,12 @@ def test_options_and_table():
         BenchOptions(busy="sometimes")
     with pytest.raises(ValueError, match="baseline_pages"):
         BenchOptions(baseline_pages=0)
+    with pytest.raises(ValueError, match="batching must be one of"):
+        BenchOptions(batching="sometimes")
+    with pytest.raises(ValueError, match="median and p95"):
+        bench_command(answer_median=300, answer_p95=200, log=lambda msg: None)  # refused before any work
+    with pytest.raises(ValueError, match="slots"):
+        BenchOptions(slots=0)
     with pytest.raises(ValueError, match="random-8b"):  # refused before any work on a CPU machine
         bench_command(model="random-8b", device="cpu", log=lambda msg: None)
     text = format_table([{"name": "x-row", "pages_per_s": 1.5, "gpu_busy": None, "note": "a note"}])
@@ -156,7 +162,7 @@ def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path, tiny_model):
     out, printed = tmp_path / "bench.json", []
     rows = bench_command(json_out=str(out), echo=printed.append, log=lambda msg: None, model=str(tiny_model),
                          pages=2, new_tokens=8, batch_size=2, device="cpu", warmup=False, baseline_pages=1,
-                         host_step_budget=16, host_step_batches=(8,))
+                         host_step_budget=16, host_step_batches=(8,), batching="off")
     by_name = {r["name"]: r for r in rows}
     assert set(ROWS) <= set(by_name)
     for name in ROWS:
@@ -188,6 +194,44 @@ def test_harness_runs_on_cpu_with_the_tiny_model(tmp_path, tiny_model):
     assert set(summary["host_ms_per_step"]["batch 8"]) == {"today", "new"}
 
 
+BATCHING_ROWS = ["generate-batch", "static-batching", "continuous-batching", "continuous-graphs"]
+
+
+def _check_batching(summary: dict, rows: list[dict]) -> None:
+    """The issue's batching figures: present, in range, token-exact, and fewer decode steps
+    continuous than static on the stated workload (a count of work, not a time)."""
+    assert [r["name"] for r in rows] == BATCHING_ROWS
+    for key in ("pages", "slots", "median", "p95", "seed", "budgets"):
+        assert key in summary["workload"], key
+    for name in ("static", "continuous", "generate-batch"):
+        assert 0 <= summary["occupancy"][name] <= 1, name
+    assert summary["occupancy"]["continuous"] > summary["occupancy"]["static"]
+    assert summary["decode_steps"]["continuous"] < summary["decode_steps"]["static"]
+    assert summary["decode_steps"]["generate-batch"] == summary["decode_steps"]["static"]  # same stop steps
+    assert summary["tokens_match_reference"] is True
+    for key in ("pages_per_s_continuous_over_static", "pages_per_cpu_s_continuous_over_static"):
+        assert summary[key]["min"] <= summary[key]["median"] <= summary[key]["max"] and summary[key]["min"] > 0
+    assert "no CUDA-graph mode" in summary["continuous_graphs"] or summary["continuous_graphs"] == "measured"
+
+
+def test_batching_rows_on_cpu(tmp_path, tiny_model):
+    """`pageray bench --batching only`: static vs continuous batching on a seeded mixed-length workload."""
+    out, printed = tmp_path / "bench.json", []
+    rows = bench_command(json_out=str(out), echo=printed.append, log=lambda msg: None, model=str(tiny_model),
+                         pages=3, device="cpu", batching="only", batching_pages=6, slots=2, answer_median=64,
+                         answer_p95=160, repeats=2)
+    saved = json.loads(out.read_text())
+    assert [r["name"] for r in saved["rows"]] == [r["name"] for r in rows]
+    _check_batching(saved["summary"]["batching"], rows)
+    assert saved["summary"]["batching"]["workload"]["pages"] == 6 and len(
+        saved["summary"]["batching"]["pages_per_s_continuous_over_static"]["each"]) == 2
+    [table] = printed
+    header, _, *body = table.splitlines()
+    assert "occupancy" in header and "x static" in header and "tokens = ref" in header
+    [cont] = [line for line in body if line.startswith("continuous-batching")]
+    assert " true " in cont
+
+
 BLOCKED = ("pymupdf", "fitz", "ray", "mistral_common", "typer")  # not on the device machines
 
 
@@ -217,4 +261,5 @@ def test_device_script_cpu_path(tmp_path, tiny_model):
         assert c["device"] == "cpu" and "gpu_busy" in c and "peak_mem_gib" in c
         _fixed_length(c)
     assert payload["environment"]["xgrammar"] and not payload["skipped"]
-    assert "pageray-unconstrained" in done.stdout  # the table is printed last
+    _check_batching(payload["batching"]["summary"], payload["batching"]["rows"])
+    assert "continuous-batching" in done.stdout and "pageray-unconstrained" in done.stdout  # the tables

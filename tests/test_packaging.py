@@ -2,7 +2,6 @@
 shadows it: not in the driver, not on a Ray worker that unpickles a task."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tomllib
@@ -38,9 +37,12 @@ def _user_project(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_api_and_cli_run_from_a_folder_with_its_own_pipeline_and_schemas(samples, tiny_model, tmp_path):
+def test_api_and_cli_run_from_a_folder_with_its_own_pipeline_and_schemas(ray_head, samples, tiny_model, tmp_path):
     project = _user_project(tmp_path)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # Both drivers join the session's cluster (no Ray bring-up each): Ray puts a driver's working
+    # folder on its own job's workers' path whichever cluster it joins, so the workers still unpickle
+    # their tasks with the user's folder first on the path.
+    env = ray_head.driver_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     cheap = ["--max-new-tokens", "8", "--batch-size", "2", *SMALL_RENDER_FLAGS]
     inbox = samples / "invoice.pdf"
 

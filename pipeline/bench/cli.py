@@ -14,6 +14,7 @@ from pageray.pipeline.bench.harness import BenchOptions, bench_command
 EXAMPLES = """examples:
   {prog} --model tiny --pages 4 --new-tokens 8               # CPU smoke run
   {prog} --model tiny --pages 16 --new-tokens 64 --e2e       # CPU, with the end-to-end Ray row
+  {prog} --model tiny --batching only --torch-threads 1 --json out.json   # static vs continuous batching
   {prog} --model random-8b --pages 16 --new-tokens 128 --processor DIR   # a GPU: idefics2-8b shapes
   python benchmarks/device_bench.py run                      # the lent GPU's whole script
 """
@@ -56,6 +57,20 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="skip the CPU stage rows")
     p.add_argument("--e2e", action="store_true", default=d.e2e,
                    help="add end-to-end pages/s through run_extraction on a local Ray (needs ray; tiny or a folder)")
+    g = p.add_argument_group("batching rows", "static vs continuous batching on a mixed-answer-length workload: "
+                             "per-page output budgets from a seeded lognormal (pipeline/bench/continuous.py)")
+    g.add_argument("--batching", choices=("on", "off", "only"), default=d.batching,
+                   help="run the batching rows too, not at all, or alone")
+    g.add_argument("--batching-pages", type=int, default=d.batching_pages, help="pages (the bench's pages, cycled)")
+    g.add_argument("--slots", type=int, default=d.slots, help="decode slots (static: pages per batch)")
+    g.add_argument("--answer-median", type=float, default=d.answer_median, help="median output budget, tokens")
+    g.add_argument("--answer-p95", type=float, default=d.answer_p95, help="95th percentile of the budgets, tokens")
+    g.add_argument("--answer-seed", type=int, default=d.answer_seed)
+    g.add_argument("--batching-edge", type=int, default=d.batching_edge,
+                   help="downscale the pages to this longest side, px (0: as rendered)")
+    g.add_argument("--repeats", type=int, default=d.repeats, help="timed static/continuous pairs (spread reported)")
+    g.add_argument("--no-reference", dest="reference", action="store_false", default=d.reference,
+                   help="skip decoding each page alone (tokens_match_reference is then null)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", default=d.warmup,
                    help="skip the short untimed warm-up run per configuration")
     p.add_argument("--torch-threads", type=int, default=None, metavar="N",

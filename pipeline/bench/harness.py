@@ -10,6 +10,9 @@ Rows (pipeline/bench/runs.py has the model configurations):
   cpu-*           render and each preprocessing, pages/s per core (pipeline/bench/pages.py)
   floor           roofline pages/s from page FLOPs, decode bytes and measured device rates
   e2e-ray         (--e2e) pages/s through run_extraction on a local Ray (pipeline/bench/e2e.py)
+  generate-batch, static-batching, continuous-batching, continuous-graphs
+                  (--batching on|only) a mixed-answer-length workload: occupancy, decode steps,
+                  pages/s of continuous over static, tokens_match_reference (pipeline/bench/batching.py)
 
 `pageray bench` calls `bench_command(**kwargs)`; see benchmarks/README.md for the columns.
 """
@@ -21,6 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+from pageray.pipeline.bench.continuous import Workload
 from pageray.pipeline.bench.flops import floor_seconds_per_page, measure_device, page_flops
 from pageray.pipeline.bench.hoststep import BATCHES, host_step_rows
 from pageray.pipeline.bench.models import build_bench_model, check_request, pageray_attention, set_attention
@@ -32,6 +36,7 @@ from pageray.pipeline.bench.runs import (make_extractor, measure, run_baseline, 
 
 __all__ = ["BenchOptions", "bench_command", "bench_command_options", "format_table", "run_bench", "summary"]
 BUSY = ("nvml", "profiler", "off")
+BATCHING = ("on", "off", "only")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class BenchOptions:
     host_step_batches: tuple = BATCHES
     cpu_stage: bool = True     # the CPU stage rows (today's processor pass costs ~0.1-0.4 s per page)
     e2e: bool = False          # end to end through Ray (needs ray, and a model folder: tiny or a checkpoint)
+    # the batching rows' workload (bench.continuous.Workload holds its defaults and checks)
+    batching: str = "on"       # on | off | only (the batching rows alone)
+    batching_pages: int = Workload.pages
+    slots: int = Workload.slots
+    answer_median: float = Workload.median
+    answer_p95: float = Workload.p95
+    answer_seed: int = Workload.seed
+    batching_edge: int = Workload.longest_edge  # 0: the pages as given
+    repeats: int = Workload.repeats
+    reference: bool = Workload.reference
 
     def __post_init__(self) -> None:
         for name in ("pages", "new_tokens", "batch_size", "host_step_budget", "baseline_pages"):
@@ -64,6 +79,13 @@ class BenchOptions:
             raise ValueError(f"bench host_step_batches must be integers >= 1, got {self.host_step_batches!r}")
         if self.busy not in BUSY:
             raise ValueError(f"bench busy must be one of {BUSY}, got {self.busy!r}")
+        if self.batching not in BATCHING:
+            raise ValueError(f"bench batching must be one of {BATCHING}, got {self.batching!r}")
+        self.workload()  # its own checks, before any work
+
+    def workload(self) -> Workload:
+        return Workload(self.batching_pages, self.slots, self.answer_median, self.answer_p95, self.answer_seed,
+                        self.batching_edge or None, self.repeats, self.reference)
 
 
 def bench_command_options(**kwargs) -> BenchOptions:
@@ -117,6 +139,17 @@ def run_bench(options: BenchOptions = BenchOptions(), log: Callable[[str], None]
     if bench is None:
         log(f"loading model {opts.model!r}")
         bench = build_bench_model(opts.model, opts.device, opts.processor)
+    rows = []
+    if opts.batching != "off":
+        from pageray.pipeline.bench.batching import batching_rows
+
+        rows = batching_rows(bench, schema, pages, opts.workload(), log)
+    if opts.batching == "only":
+        return rows
+    return _throughput_rows(opts, schema, bench, pages, render_t, log) + rows
+
+
+def _throughput_rows(opts: BenchOptions, schema, bench, pages: list[dict], render_t, log) -> list[dict]:
     device, config, n, b = bench.device, bench.model.config, len(pages), opts.batch_size
     kind = "cpu" if not device.startswith("cuda") else _gpu_name()
     ex = make_extractor(bench, schema, b, opts.new_tokens)

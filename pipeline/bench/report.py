@@ -6,9 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pageray.pipeline.bench.batching import batching_summary
+
 
 def summary(rows: list[dict]) -> dict:
     """Today's path and the new one side by side: the figures the issue asks for."""
+    if rows and all("workload" in r for r in rows):  # the batching rows alone (--batching only)
+        return {"batching": batching_summary(rows)}
     by = {r["name"]: r for r in rows}
     get = lambda name, key: by.get(name, {}).get(key)  # noqa: E731
     out = {
@@ -23,6 +27,9 @@ def summary(rows: list[dict]) -> dict:
     b = get("pageray", "batch")
     out["host_ms_per_step"][f"in the model run, batch {b}"] = {
         "today": get("pageray-generate", "host_ms_per_step"), "new": get("pageray", "host_ms_per_step")}
+    batching = batching_summary(rows)
+    if batching:
+        out["batching"] = batching
     return out
 
 
@@ -30,7 +37,8 @@ COLUMNS = (("name", "config"), ("device", "device"), ("pages", "pages"), ("batch
            ("new_tokens", "new tok"), ("wall_s", "wall s"), ("pages_per_s", "pages/s"),
            ("pages_per_cpu_s", "pages/cpu-s"), ("tokens_per_s", "out tok/s"), ("host_ms_per_page", "host ms/page"),
            ("host_ms_per_step", "host ms/step"), ("peak_mem_gib", "peak GiB"), ("gpu_busy", "GPU busy"),
-           ("vs_baseline", "x baseline"), ("pct_of_floor", "% of floor"), ("note", "note"))
+           ("vs_baseline", "x baseline"), ("pct_of_floor", "% of floor"), ("occupancy", "occupancy"),
+           ("vs_static", "x static"), ("tokens_match_reference", "tokens = ref"), ("note", "note"))
 
 
 def _fmt(key: str, value) -> str:
@@ -38,7 +46,9 @@ def _fmt(key: str, value) -> str:
         return "n/a"
     if key == "gpu_busy":
         return f"{100 * value:.0f}%"
-    if key == "vs_baseline":
+    if isinstance(value, bool):
+        return str(value).lower()
+    if key in ("vs_baseline", "vs_static"):
         return f"{value:.2f}x"
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
