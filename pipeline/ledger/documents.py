@@ -22,8 +22,7 @@ it came from, as that page's own grounding found it; for multi_image, in the tex
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from itertools import groupby
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +39,7 @@ from pageray.schemas import ExtractionSchema, arrow_type
 from pageray.schemas.merge_rules import PageValue, merge_pages
 
 DOCS_PER_FILE = 20_000
+ROWS_AT_ONCE = 1_000  # page or document rows held as Python dicts at once
 _USABLE = (Status.OK.value, Status.GENERATION_TIMEOUT.value)
 _PAGE_COLUMNS = ["doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_index", "page_count",
                  "schema_name", "schema_id", "model_id", "status", "error", "fields", "confidence",
@@ -58,10 +58,9 @@ def sync_documents(folder: OutputFolder, schema: ExtractionSchema, scope: Scope,
     written: set[str] = set()
     with StaleDocuments(pages, docs, scope) as stale:
         for chunk, holding in stale.chunks(DOCS_PER_FILE):
-            out = pa.Table.from_pylist([document_row(schema, run_id, group)
-                                        for group in _by_document(pages, holding, chunk, scope)], schema=doc_schema)
-            name = part_name(run_id, out.append_column("page_index", pa.array([0] * out.num_rows, pa.int32())))
-            folder.write_parquet(f"{folder.documents_path}/{name}", out)
+            made = _rows(schema, run_id, _by_document(pages, holding, chunk, scope), doc_schema)
+            name = part_name(run_id, made.append_column("page_index", pa.array([0] * made.num_rows, pa.int32())))
+            folder.write_parquet(f"{folder.documents_path}/{name}", made)
             written.add(name)
         # new rows first, then the old rows of those documents (and of orphans) go
         for number, rows in stale.dropped():
@@ -70,14 +69,35 @@ def sync_documents(folder: OutputFolder, schema: ExtractionSchema, scope: Scope,
         return {"documents_written": stale.stale, "documents_dropped": stale.orphans}
 
 
-def _by_document(pages: pads.Dataset, holding: list[int], docs: list[str], scope: Scope) -> list[list[dict]]:
+def _rows(schema: ExtractionSchema, run_id: str, groups: Iterator[list[dict]], doc_schema: pa.Schema) -> pa.Table:
+    """The document rows of `groups`, held as Arrow a ROWS_AT_ONCE at a time (dicts weigh more)."""
+    batches, rows = [], []
+    for group in groups:
+        rows.append(document_row(schema, run_id, group))
+        if len(rows) == ROWS_AT_ONCE:
+            batches.append(pa.RecordBatch.from_pylist(rows, schema=doc_schema))
+            rows = []
+    batches.append(pa.RecordBatch.from_pylist(rows, schema=doc_schema))
+    return pa.Table.from_batches(batches, schema=doc_schema)
+
+
+def _by_document(pages: pads.Dataset, holding: list[int], docs: list[str], scope: Scope) -> Iterator[list[dict]]:
     """The current page rows of `docs`, read from the files numbered `holding`, grouped by
-    document in doc_id order and sorted by page (stably: in the order the files hold them)."""
+    document in doc_id order and sorted by page (stably: in the order the files hold them).
+    The pages stay Arrow; a ROWS_AT_ONCE of them at a time become dicts."""
     table = pads.dataset([pages.files[i] for i in holding], schema=pages.schema, filesystem=pages.filesystem,
                          format="parquet") \
         .to_table(columns=_PAGE_COLUMNS, filter=scope.expression() & pc.field("doc_id").isin(docs))
     table = table.sort_by([("doc_id", "ascending"), ("page_index", "ascending")])
-    return [list(group) for _, group in groupby(table.to_pylist(), key=lambda r: r["doc_id"])]
+    group: list[dict] = []
+    for batch in table.to_batches(max_chunksize=ROWS_AT_ONCE):
+        for row in batch.to_pylist():
+            if group and row["doc_id"] != group[0]["doc_id"]:
+                yield group
+                group = []
+            group.append(row)
+    if group:
+        yield group
 
 
 def document_row(schema: ExtractionSchema, run_id: str, pages: list[dict]) -> dict[str, Any]:
