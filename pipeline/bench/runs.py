@@ -38,10 +38,13 @@ def sync(device: str) -> None:
 
 
 def make_extractor(bench, schema, batch_size: int, new_tokens: int) -> ExtractFields:
-    """pageray's ExtractFields around the already loaded model; its budget is `new_tokens`."""
+    """pageray's ExtractFields around the already loaded model; its budget is `new_tokens`. Its
+    batches go through DecodeLoop (engine "static"): these rows decode exactly `new_tokens` steps
+    (`fixed_steps`), which the continuous engine does not; bench.batching times the engine."""
     from pageray.extractors.model.loading import ModelSpec
 
-    settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None)
+    settings = ExtractSettings(batch_size=batch_size, max_new_tokens=new_tokens, page_time_limit_s=None,
+                               engine="static")
     return ExtractFields(ModelSpec(model=bench.label), schema, settings,
                          loaded=(bench.model, bench.pageray_processor, bench.device))
 
