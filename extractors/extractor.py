@@ -103,20 +103,37 @@ class ExtractFields:
         self.worker = _worker_name()
 
     def __call__(self, batch: Mapping[str, Any]) -> pa.Table:
+        """One batch, on the caller's thread (`extractors.actor` takes several at once)."""
+        if not self.engine:
+            return self.static(batch)
+        jobs, rows = self.jobs(batch)
+        if jobs:  # pages and bundles in one engine call; a failure halves it as a batch
+            self._run_with_backoff(jobs, self._run_jobs, self._fail_jobs)
+        return self.table(rows)
+
+    @staticmethod
+    def _todo(pages: list[dict]) -> list[dict]:
+        return [r for r in pages if r.get("status") == Status.OK.value
+                and (r.get("pixels") is not None or r.get("image") is not None)]
+
+    def jobs(self, batch: Mapping[str, Any]) -> tuple[list[Job], list[dict]]:
+        """The batch's engine jobs (its pages to read, its bundles) and its output rows, which
+        the jobs fill in."""
         rows = batch_to_rows(batch)
         pages = [r for r in rows if not is_bundle(r)]
-        todo = [r for r in pages if r.get("status") == Status.OK.value
-                and (r.get("pixels") is not None or r.get("image") is not None)]
-        if self.engine:  # pages and bundles in one engine call; a failure halves it as a batch
-            docs = [(b, unbundle(b)) for b in rows if is_bundle(b)]
-            jobs = [self._page_job(r) for r in todo] + [self.multi_image.job(doc) for doc in docs]
-            if jobs:
-                self._run_with_backoff(jobs, self._run_jobs, self._fail_jobs)
-            rows = pages + [page for _, doc_pages in docs for page in doc_pages]
-        else:
-            for chunk in self._chunks(todo):
-                self._run_with_backoff(chunk, self._run, self._failed)
-            rows = pages + self.multi_image([r for r in rows if is_bundle(r)])
+        docs = [(b, unbundle(b)) for b in rows if is_bundle(b)]
+        jobs = [self._page_job(r) for r in self._todo(pages)] + [self.multi_image.job(doc) for doc in docs]
+        return jobs, pages + [page for _, doc_pages in docs for page in doc_pages]
+
+    def static(self, batch: Mapping[str, Any]) -> pa.Table:
+        """`engine="static"`: batches of one prompt length, each decoded to its longest answer."""
+        rows = batch_to_rows(batch)
+        pages = [r for r in rows if not is_bundle(r)]
+        for chunk in self._chunks(self._todo(pages)):
+            self._run_with_backoff(chunk, self._run, self._failed)
+        return self.table(pages + self.multi_image([r for r in rows if is_bundle(r)]))
+
+    def table(self, rows: list[dict]) -> pa.Table:
         now = datetime.now(timezone.utc)
         for r in rows:
             r.setdefault("created_at", now)
@@ -184,7 +201,7 @@ class ExtractFields:
         results, stats = self.decoder(features, self.settings.max_new_tokens, deadline,
                                       prompt_ids=None if all(p is base for p in prompts) else prompts)
         # a row is live for as many steps as it chose tokens (its stop token included)
-        self.count_decode(chunk[0], stats.steps, sum(r.output_tokens for r in results), len(chunk))
+        self.count_decode(chunk[0], stats.steps, sum(r.output_tokens for r in results), stats.steps * len(chunk))
         self._record(chunk, results, prompts, (time.perf_counter() - t0) * 1000.0 / len(chunk))
 
     def engine_item(self, crops: list, prompt_ids: list[int]) -> EngineItem:
@@ -199,8 +216,7 @@ class ExtractFields:
     def _run_jobs(self, jobs: list[Job]) -> None:
         t0 = time.perf_counter()
         results, stats = self.engine([job.item() for job in jobs])
-        # slots beyond the items given could not have been filled by this call: not counted as idle
-        self.count_decode(jobs[0].lead, stats.steps, stats.row_steps, min(stats.slots, len(jobs)))
+        self.count_decode(jobs[0].lead, stats.steps, stats.row_steps, stats.slot_steps)
         per_page_ms = (time.perf_counter() - t0) * 1000.0 / sum(job.pages for job in jobs)
         for job, (res, _) in zip(jobs, results):
             job.record(res, per_page_ms)
@@ -211,10 +227,11 @@ class ExtractFields:
             job.fail(exc)
 
     @staticmethod
-    def count_decode(row: dict, steps: int, row_steps: int, slots: int) -> None:
+    def count_decode(row: dict, steps: int, row_steps: int, slot_steps: int) -> None:
         """A model batch's decode counters (pipeline.datamodel.DECODE_COLUMNS), added to `row`,
-        its first: `slots` rows could have decoded at each of its `steps`; `row_steps` did."""
-        for name, value in zip(DECODE_COLUMNS, (steps, row_steps, steps * slots)):
+        its first: over its `steps`, `slot_steps` rows could have decoded (slots beyond the
+        pages given could not have been filled: not counted as idle); `row_steps` did."""
+        for name, value in zip(DECODE_COLUMNS, (steps, row_steps, slot_steps)):
             row[name] = (row.get(name) or 0) + value
 
     def _record(self, chunk: list[dict], results: list[RowResult], prompts: list[list[int]], per_page_ms: float):

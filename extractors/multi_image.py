@@ -63,7 +63,8 @@ class MultiImage:
         limit = ex.settings.page_time_limit_s
         deadline = time.monotonic() + limit if limit else None
         results, stats = ex.decoder(features, ex.settings.max_new_tokens, deadline, prompt_ids=[ids] * len(chunk))
-        ex.count_decode(chunk[0][1][0], stats.steps, sum(r.output_tokens for r in results), len(chunk))
+        ex.count_decode(chunk[0][1][0], stats.steps, sum(r.output_tokens for r in results),
+                        stats.steps * len(chunk))
         per_page_ms = (time.perf_counter() - t0) * 1000.0 / sum(len(pages) for _, pages in chunk)
         for (_, pages), res in zip(chunk, results):
             self._record(pages, res, len(ids), per_page_ms)

@@ -217,3 +217,70 @@ def test_multi_image_bundles_share_the_engine_with_single_pages(extractor, pages
         [alone], _ = extractor.decoder(extractor.encoder([item.crops]), item.budget, prompt_ids=[item.prompt_ids])
         assert (ours.text, ours.truncated, ours.output_tokens) == (alone.text, alone.truncated, alone.output_tokens)
     assert results[0][0].text != results[2][0].text  # the bundles' pages are read
+
+
+def test_pages_that_arrive_mid_run_join_the_slots_and_get_their_own_tokens(extractor, pages):
+    """`arrivals`: pages handed in while the engine runs (another caller's batch) take slots as
+    they free up; each page's answer is handed on (`on_done`) as it ends, exactly as alone."""
+    items = _items(extractor, pages, [45, 70, 41, 60, 52])
+    later, polls, done = items[2:], [], []
+
+    def arrivals():  # the other batch arrives after the first batch's third step
+        polls.append(1)
+        return later if len(polls) == 4 else []
+
+    results, stats = Engine(extractor.decoder, extractor.encoder, slots=3)(items[:2], arrivals=arrivals,
+                                                                           on_done=lambda i, r: done.append(i))
+    assert sorted(done) == list(range(5)) and len(results) == 5
+    assert done.index(0) < done.index(4) or done.index(1) < done.index(4)  # handed on before the run ends
+    for item, (ours, _) in zip(items, results):
+        [alone], _ = extractor.decoder(extractor.encoder([item.crops]), item.budget, prompt_ids=[item.prompt_ids])
+        assert (ours.text, ours.truncated, ours.output_tokens) == (alone.text, alone.truncated, alone.output_tokens)
+    assert stats.row_steps == sum(r.output_tokens for r, _ in results)
+    assert stats.slot_steps == 3 * (stats.steps - 3) + 2 * 3  # two slots' worth until the others came
+
+
+def test_two_batches_at_once_share_one_actors_engine(extractor, samples):
+    """Ray Data hands the actor a second batch while the first decodes (`max_concurrency`): the
+    two share the engine's slots (fewer decode steps than one after the other) and each call
+    returns its own rows, the same as each batch run alone."""
+    import asyncio
+    import threading
+
+    from pageray.extractors import actor as ray_actor
+    from pageray.pipeline.datamodel import DECODE_COLUMNS, rows_to_columns
+
+    def batch(names):
+        rows = []
+        for name in names:
+            for page in render_document((samples / name).read_bytes(), name, RenderLimits()):
+                rows.append({**page, "run_id": "r", "doc_id": name, "source_uri": name, "doc_sha256": "x",
+                             "doc_size": 1, "doc_mtime_ns": 1})
+        return rows_to_columns(rows)
+
+    batches = [batch(["invoice.pdf", "receipt.pdf"]), batch(["rotated_table.pdf", "invoice.pdf"])]
+    settings = ExtractSettings(batch_size=4, max_new_tokens=70, engine="continuous")
+    loaded = (extractor.model, extractor.processor, extractor.device)
+    alone = [ExtractFields(extractor.spec, extractor.schema, settings, loaded=loaded)(b).to_pylist() for b in batches]
+    actor = ray_actor.ExtractFields(extractor.spec, extractor.schema, settings, loaded=loaded)
+    gate = threading.Event()
+    actor.feeder.thread.submit(gate.wait)  # the model thread busy until both batches are handed in
+
+    async def both():
+        calls = [asyncio.ensure_future(actor(b)) for b in batches]
+        while len(actor.feeder.pending) < 2:
+            await asyncio.sleep(0)
+        gate.set()
+        return [t.to_pylist() for t in await asyncio.gather(*calls)]
+
+    together = asyncio.run(both())
+    steps = {name: sum(r["decode_steps"] or 0 for table in tables for r in table)
+             for name, tables in (("alone", alone), ("together", together))}
+    assert 0 < steps["together"] < steps["alone"]
+    for ours_table, theirs_table in zip(together, alone):
+        assert len(ours_table) == len(theirs_table) == 2
+        for ours, theirs in zip(ours_table, theirs_table):
+            for key in ("extract_ms", "created_at", *DECODE_COLUMNS):
+                ours.pop(key), theirs.pop(key)
+            assert ours.pop("confidence") == pytest.approx(theirs.pop("confidence"), rel=1e-4)
+            assert ours == theirs

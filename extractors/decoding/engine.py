@@ -13,6 +13,10 @@ and budget are its own. Rows at different lengths share one cache (`extractors.s
 left padding, and why the sliding window stays exact). A failure raises: the caller halves and
 retries as it does for DecodeLoop, so a page that cannot be read still becomes a model_error row.
 
+Pages can arrive while it runs (`arrivals`, polled before each step: several callers' batches in
+one engine, `extractors.decoding.feeder`), and each item is handed on as soon as it ends
+(`on_done`), so a caller whose pages are all done need not wait for the others'.
+
 `refill="static"` is today's batching with the same code (a batch is admitted only when every
 row of the last one is done, and done rows keep computing until then): the benchmark's baseline.
 """
@@ -55,12 +59,17 @@ class EngineStats:
     slots: int
     steps: int = 0          # decode steps (forward passes over the live rows)
     row_steps: int = 0      # live rows (not done) summed over decode steps
+    slot_steps: int = 0     # slots that items given so far could fill (at most all), summed over decode steps
     prefills: int = 0       # prefill forward passes
 
     @property
     def occupancy(self) -> float:
         """Live rows / slots, averaged over decode steps."""
         return self.row_steps / (self.steps * self.slots) if self.steps else 0.0
+
+    def minus(self, other: "EngineStats") -> "EngineStats":
+        return EngineStats(self.slots, *(getattr(self, k) - getattr(other, k)
+                                         for k in ("steps", "row_steps", "slot_steps", "prefills")))
 
 
 @dataclass
@@ -74,7 +83,9 @@ class _Row:
 
 
 class Engine:
-    """`__call__(items)` -> (per item, in order, its RowResult and its token ids; EngineStats)."""
+    """`__call__(items)` -> (per item, in order, its RowResult and its token ids; EngineStats).
+    `arrivals()`: more items, polled before each step; `on_done(index, result)`: as each item ends;
+    `stats`: counters to add to (a caller's, kept across calls), else new ones."""
 
     def __init__(self, loop, encoder, slots: int, refill: str = "continuous"):
         if refill not in ("continuous", "static"):
@@ -84,15 +95,24 @@ class Engine:
         self.constrained = True
 
     @torch.inference_mode()
-    def __call__(self, items: list[EngineItem]):
+    def __call__(self, items: list[EngineItem], arrivals: Callable[[], list[EngineItem]] | None = None,
+                 on_done: Callable[[int, tuple], None] | None = None, stats: EngineStats | None = None):
+        items = list(items)
         waiting = list(range(len(items)))
         free = list(range(self.slots))
-        width = max((it.budget for it in items), default=0) + self.grammar.reserve + 1
-        logprob_table = torch.zeros((self.slots, width), dtype=torch.float32, device=self.loop.device)
+        logprob_table = self._table(items, None)
         results: list = [None] * len(items)
-        stats = EngineStats(self.slots)
+        stats = stats if stats is not None else EngineStats(self.slots)
         kv, rows, logits = SlotCache(self.loop.device), [], None
-        while waiting or rows:
+        while True:
+            new = arrivals() if arrivals is not None else []
+            if new:
+                waiting += range(len(items), len(items) + len(new))
+                items += new
+                results += [None] * len(new)
+                logprob_table = self._table(items, logprob_table)
+            if not (waiting or rows):
+                break
             if waiting and free and (self.refill == "continuous" or not rows):
                 take, waiting = waiting[:len(free)], waiting[len(free):]
                 new, new_logits = self._admit(items, take, [free.pop(0) for _ in take], kv, stats)
@@ -101,6 +121,7 @@ class Engine:
             tokens = self._choose(logits, rows, logprob_table)
             stats.steps += 1
             stats.row_steps += sum(not r.done for r in rows)
+            stats.slot_steps += min(self.slots, len(items))
             logits = self.loop.forward(self.loop.embed(tokens[:, None]), kv.cache, **kv.step_inputs())
             for row, tok in zip(rows, tokens.tolist()):
                 self._advance(row, tok)
@@ -110,12 +131,25 @@ class Engine:
             for i in finished:
                 results[rows[i].item] = self._result(rows[i], logprob_table)
                 free.append(rows[i].slot)
+                if on_done is not None:
+                    on_done(rows[i].item, results[rows[i].item])
             if finished:
                 keep = [i for i, r in enumerate(rows) if not r.done]
                 rows = [rows[i] for i in keep]
                 kv.keep(keep)
                 logits = logits[keep] if keep else None
         return results, stats
+
+    def _table(self, items: list[EngineItem], table: torch.Tensor | None) -> torch.Tensor:
+        """Each slot's line of chosen log-probabilities, as wide as the largest budget given
+        (widened, its lines kept, when a larger one arrives)."""
+        width = max((it.budget for it in items), default=0) + self.grammar.reserve + 1
+        if table is not None and table.shape[1] >= width:
+            return table
+        wider = torch.zeros((self.slots, width), dtype=torch.float32, device=self.loop.device)
+        if table is not None:
+            wider[:, :table.shape[1]] = table
+        return wider
 
     def _admit(self, items, take: list[int], slots: list[int], kv: SlotCache, stats: EngineStats):
         """Encode and prefill the pages `take` (one forward per prompt length: no padding in a

@@ -134,11 +134,14 @@ def extractor_pool(config: RunConfig, cluster: Cluster) -> dict[str, Any]:
 
 
 def extract_stage(config: RunConfig, schema, cluster: Cluster) -> Stage:
-    from pageray.extractors.extractor import ExtractFields  # torch: loaded only when a run builds its stages
+    # torch: loaded only when a run builds its stages
+    from pageray.extractors.actor import CONCURRENT_BATCHES, ExtractFields
 
+    # max_concurrency: the async actor takes the next batch while one decodes, into the same
+    # engine's slots (extractors.actor), as Ray Data LLM's engine stage does
     return Stage("ExtractFields", ExtractFields,
                  {"spec": config.model_spec(), "schema": schema, "settings": config.extract_settings()},
-                 {"batch_format": "pyarrow", **extractor_pool(config, cluster)},
+                 {"batch_format": "pyarrow", "max_concurrency": CONCURRENT_BATCHES, **extractor_pool(config, cluster)},
                  needs=EXTRACT_NEEDS, gives=tuple(output_schema(arrow_type(schema)).names) + DECODE_COLUMNS)
 
 
