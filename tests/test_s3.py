@@ -10,7 +10,6 @@ it; the pipeline forwards AWS_* to its workers).
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,8 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cheap import SMALL_RENDER_FLAGS
-from clusters import BIN, Cluster, cluster_env, free_port, submit_job
+from cheap import SMALL_RENDER, SMALL_RENDER_FLAGS
+from clusters import Cluster, cluster_env, free_port, submit_job
+
+from pageray.pipeline.config import RunConfig
+from pageray.pipeline.driver.run import run_extraction
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # its head has the AWS variables in its own environment
 BUCKET = "pageray-test"
@@ -81,7 +83,7 @@ def rows_by_name(parquet_glob: str) -> list[tuple]:
     return sorted((uri.rsplit("/", 1)[-1], page, status, valid) for uri, page, status, valid in rows)
 
 
-def test_job_reads_and_writes_s3(head, s3, samples, tiny_model, tmp_path):
+def test_job_reads_and_writes_s3(head, s3, samples, tiny_model, ray_local, tmp_path):
     t0 = time.monotonic()
     job, status = submit_job(head, [f"s3://{BUCKET}/in/", *FLAGS, "--model", str(tiny_model),
                                     "--out", f"s3://{BUCKET}/out"], timeout=300)
@@ -115,15 +117,14 @@ def test_job_reads_and_writes_s3(head, s3, samples, tiny_model, tmp_path):
     uris = duckdb.sql(f"select distinct source_uri from read_parquet('{downloaded}/*.parquet')").fetchall()
     assert all(uri.startswith(f"s3://{BUCKET}/in/") for (uri,) in uris), uris
 
-    # The same documents from local disk into a local folder (on the same head, which saves
-    # starting another Ray) give the same pages and statuses.
+    # The same documents, with the same settings, from local disk into a local folder give the same
+    # pages and statuses: a run in this process on the session's cluster (no driver to start).
     t0 = time.monotonic()
-    local = subprocess.run([str(BIN / "pageray"), "extract", str(samples), *FLAGS, "--model", str(tiny_model),
-                            "--out", str(tmp_path / "local-out")],
-                           env={**head.env, "RAY_ADDRESS": head.gcs_address},
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    print(f"local pageray extract: {time.monotonic() - t0:.0f} s")
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    record = run_extraction(RunConfig.build(inputs=[str(samples)], out=str(tmp_path / "local-out"),
+                                            schema_ref="invoice", model=str(tiny_model), max_new_tokens=16,
+                                            batch_size=2, **SMALL_RENDER))
+    print(f"local run: {time.monotonic() - t0:.0f} s")
+    assert record["state"] == "succeeded"
     assert s3_rows == rows_by_name(f"{tmp_path / 'local-out'}/data/*.parquet")
 
 
