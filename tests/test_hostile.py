@@ -17,6 +17,7 @@ import duckdb
 import jsonschema
 import pymupdf
 import pytest
+from cheap import SMALL_RENDER
 from corpus import CLAIMED_PAGES, CRASH_NAME, build_corpus, corpus_files, mupdf_pdf
 from pageray.extractors.extractor import ExtractSettings, ExtractFields
 from pageray.extractors.model.loading import ModelSpec
@@ -67,9 +68,11 @@ def test_broken_corpus_runs_to_the_end_with_a_row_per_file(ray_local, tiny_model
     out = tmp_path / "out"
     # Each row costs a Ray Data batch of batch_size rows, and the two 100,000-page files are
     # 200,000 rows: batches of 16 unsplit images keep that, and the model, within the budget.
+    # Small renders: the status each file must get does not depend on the render size, and the
+    # default limits' memory on the largest pages is test_largest_pages_and_documents_stay_within_memory_bounds.
     config = RunConfig.build(inputs=[str(folder)], out=str(out), schema_ref="invoice", model=str(tiny_model),
                              max_new_tokens=48, batch_size=16, split_images=False, max_pages_per_doc=3,
-                             render_timeout_s=30)
+                             render_timeout_s=30, **SMALL_RENDER)
     record = run_extraction(config)
 
     assert record["state"] == "succeeded"
