@@ -175,11 +175,18 @@ def test_engine_time_limit_closes_rows_as_decode_loop_does(extractor, pages):
         assert ours.output_tokens < item.budget
 
 
-def test_continuous_extractor_halves_on_out_of_memory_then_records_the_page(extractor, samples):
+@pytest.mark.parametrize("as_actor", [False, True], ids=["sync", "ray-actor"])
+def test_continuous_extractor_halves_on_out_of_memory_then_records_the_page(extractor, samples, as_actor):
+    """`as_actor`: the async step Ray runs (extractors.actor), whose engine run halves the same way."""
+    import asyncio
+
+    from pageray.extractors import actor as ray_actor
     from pageray.pipeline.datamodel import Status, rows_to_columns
 
-    step = ExtractFields(extractor.spec, extractor.schema, ExtractSettings(batch_size=2, max_new_tokens=45,
-                         engine="continuous"), loaded=(extractor.model, extractor.processor, extractor.device))
+    step = (ray_actor.ExtractFields if as_actor else ExtractFields)(
+        extractor.spec, extractor.schema, ExtractSettings(batch_size=2, max_new_tokens=45, engine="continuous"),
+        loaded=(extractor.model, extractor.processor, extractor.device))
+    call = (lambda batch: asyncio.run(step(batch))) if as_actor else step
     rows = []
     for name in ["invoice.pdf", "receipt.pdf", "rotated_table.pdf"]:
         for page in render_document((samples / name).read_bytes(), name, RenderLimits()):
@@ -194,14 +201,14 @@ def test_continuous_extractor_halves_on_out_of_memory_then_records_the_page(extr
         return real(crops)
 
     step.engine.encoder = encoder_that_fits_one
-    out = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+    out = call(rows_to_columns([dict(r) for r in rows])).to_pylist()
     assert calls[0] == 2 and [r["status"] for r in out] == [Status.OK.value] * 3
 
     def never_fits(crops):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     step.engine.encoder = never_fits
-    out = step(rows_to_columns([dict(r) for r in rows])).to_pylist()
+    out = call(rows_to_columns([dict(r) for r in rows])).to_pylist()
     assert [r["status"] for r in out] == [Status.MODEL_ERROR.value] * 3
     assert all("out of memory" in r["error"] for r in out)
 
@@ -284,3 +291,24 @@ def test_two_batches_at_once_share_one_actors_engine(extractor, samples):
                 ours.pop(key), theirs.pop(key)
             assert ours.pop("confidence") == pytest.approx(theirs.pop("confidence"), rel=1e-4)
             assert ours == theirs
+
+
+def test_the_actor_with_the_static_engine_writes_the_sync_rows(extractor, samples):
+    """`--engine static` through Ray's async actor: its batches handed whole to the model thread."""
+    import asyncio
+
+    from pageray.extractors import actor as ray_actor
+    from pageray.pipeline.datamodel import rows_to_columns
+
+    [page] = render_document((samples / "receipt.pdf").read_bytes(), "receipt.pdf", RenderLimits())
+    batch = rows_to_columns([{**page, "run_id": "r", "doc_id": "d", "source_uri": "d", "doc_sha256": "x",
+                              "doc_size": 1, "doc_mtime_ns": 1}])
+    settings = ExtractSettings(batch_size=2, max_new_tokens=45, engine="static")
+    loaded = (extractor.model, extractor.processor, extractor.device)
+    step = ray_actor.ExtractFields(extractor.spec, extractor.schema, settings, loaded=loaded)
+    assert step.engine is None
+    [ours] = asyncio.run(step(batch)).to_pylist()
+    [theirs] = ExtractFields(extractor.spec, extractor.schema, settings, loaded=loaded)(batch).to_pylist()
+    for key in ("extract_ms", "created_at"):
+        ours.pop(key), theirs.pop(key)
+    assert ours == theirs and ours["output_tokens"] > 0
