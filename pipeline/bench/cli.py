@@ -12,7 +12,7 @@ import sys
 from pageray.pipeline.bench.harness import BenchOptions, bench_command
 
 EXAMPLES = """examples:
-  {prog} --model tiny --pages 4 --new-tokens 8               # CPU smoke run
+  {prog} --model tiny --pages 4 --new-tokens 8 --batching off   # CPU smoke run
   {prog} --model tiny --pages 16 --new-tokens 64 --e2e       # CPU, with the end-to-end Ray row
   {prog} --model tiny --batching only --torch-threads 1 --json out.json   # static vs continuous batching
   {prog} --model random-8b --pages 16 --new-tokens 128 --processor DIR   # a GPU: idefics2-8b shapes
