@@ -1,7 +1,7 @@
 """Peak memory (max RSS) and wall time of the document-rows step (pipeline.ledger.documents) on an
 output that holds PAGES `ok` pages of each of DOCS documents (default 250,000 x 4 = 1,000,000
-pages; filled once, by fill_output.write_part, with no input folder), and no document rows yet:
-every document gets its row, the worst case. Not a timed test.
+pages; filled once, by fill_output.write_part, with no input folder: the first call only fills),
+and no document rows yet: every document gets its row, the worst case. Not a timed test.
 
     python benchmarks/documents_memory.py OUT [DOCS] [PAGES]
 """
@@ -34,6 +34,8 @@ def fill(out: str, docs: int, pages: int) -> None:
 def main(out: str, docs: str = "250000", pages: str = "4") -> None:
     if not os.path.exists(f"{out}/.filled"):
         fill(out, int(docs), int(pages))
+        print(f"filled {out}; run again to measure (a process's max RSS would include the filling)")
+        return
     folder = OutputFolder(out)
     for info in folder.document_files():  # every run measures the worst case: all rows to make
         folder.delete(info.path)
