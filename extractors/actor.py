@@ -2,13 +2,14 @@
 
 Why: with one batch at a time an actor's decode slots empty at the end of each batch (its last
 long answers decode alone) and stay empty while Ray hands the next block in. Ray Data runs an
-async `__call__` on the actor's event loop, as many at once as the stage's `max_concurrency`
-(as Ray Data LLM's engine stage does); here the concurrent calls share one engine
-(`extractors.decoding.feeder`), and each returns its own batch's rows once they are all done, so
-a block is still committed whole (exactly once, resume) as it came.
+async `__call__` on the actor's event loop, as many at once as the stage allows
+(`settings.CONCURRENT_BATCHES`, its actors' `max_concurrency`, as Ray Data LLM's engine stage
+does); here the concurrent calls share one engine (`extractors.decoding.feeder`), and each
+returns its own batch's rows once they are all done, so a block is still committed whole
+(exactly once, resume) as it came.
 
-Every model call runs on the feeder's one thread, with either engine: the static path is handed
-to that thread whole, so two batches never run forward passes at once.
+Every model call runs on one thread of the actor's, with either engine (the static path hands
+its batches to its thread whole), so two batches never run forward passes at once.
 """
 from __future__ import annotations
 
@@ -21,9 +22,6 @@ import pyarrow as pa
 
 from pageray.extractors.decoding.feeder import EngineFeeder
 from pageray.extractors import extractor
-
-# batches an actor takes at once (pipeline.driver.stages): one decoding, the next arriving as it ends
-CONCURRENT_BATCHES = 2
 
 
 class ExtractFields(extractor.ExtractFields):

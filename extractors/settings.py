@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from pageray.schemas.budget import Budgeted
 
+# batches an extractor actor takes at once (extractors.actor; the stage's max_concurrent_calls_per_actor):
+# one decoding, the next joining its engine's slots as it ends
+CONCURRENT_BATCHES = 2
+
 
 @dataclass(frozen=True)
 class ExtractSettings:

@@ -115,7 +115,11 @@ def extractor_pool(config: RunConfig, cluster: Cluster) -> dict[str, Any]:
     import ray
 
     from pageray.extractors.batching import AUTO_MAX
+    from pageray.extractors.settings import CONCURRENT_BATCHES
 
+    # batches each actor takes at once: the async actor (extractors.actor) decodes the next one in
+    # the same engine's slots while one ends, as Ray Data LLM's engine stage does (its max_concurrency)
+    calls = {"max_concurrent_calls_per_actor": CONCURRENT_BATCHES}
     gpus = int(cluster.resources.get("GPU", 0))
     if gpus > 0:
         n = min(config.actors or gpus, gpus)
@@ -124,24 +128,22 @@ def extractor_pool(config: RunConfig, cluster: Cluster) -> dict[str, Any]:
         # A fixed pool, one actor per GPU, all loaded before work is handed out (run._init_ray). An
         # autoscaling (1, n) pool leaves the second node idle when the work arrives in a few large blocks.
         rows = AUTO_MAX if config.batch_size == "auto" else config.batch_size
-        return {"compute": ray.data.ActorPoolStrategy(size=n), "num_gpus": 1, "batch_size": rows,
+        return {"compute": ray.data.ActorPoolStrategy(size=n, **calls), "num_gpus": 1, "batch_size": rows,
                 "memory": extractor_memory(config.model, config.dtype, bool(config.quantize), True,
                                            node_shares(cluster.nodes, True, n))}
     # whole render blocks: the extractor chunks their images into batch_size model batches itself
     n = config.actors or 1
-    return {"compute": ray.data.ActorPoolStrategy(size=n), "num_cpus": cluster.cpu_share(), "batch_size": None,
+    return {"compute": ray.data.ActorPoolStrategy(size=n, **calls), "num_cpus": cluster.cpu_share(),
+            "batch_size": None,
             "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(cluster.nodes, False, n))}
 
 
 def extract_stage(config: RunConfig, schema, cluster: Cluster) -> Stage:
-    # torch: loaded only when a run builds its stages
-    from pageray.extractors.actor import CONCURRENT_BATCHES, ExtractFields
+    from pageray.extractors.actor import ExtractFields  # torch: loaded only when a run builds its stages
 
-    # max_concurrency: the async actor takes the next batch while one decodes, into the same
-    # engine's slots (extractors.actor), as Ray Data LLM's engine stage does
     return Stage("ExtractFields", ExtractFields,
                  {"spec": config.model_spec(), "schema": schema, "settings": config.extract_settings()},
-                 {"batch_format": "pyarrow", "max_concurrency": CONCURRENT_BATCHES, **extractor_pool(config, cluster)},
+                 {"batch_format": "pyarrow", **extractor_pool(config, cluster)},
                  needs=EXTRACT_NEEDS, gives=tuple(output_schema(arrow_type(schema)).names) + DECODE_COLUMNS)
 
 
