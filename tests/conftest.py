@@ -6,8 +6,14 @@ import secrets
 import urllib.request
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - imported now, see below
 import pytest
 
+# hypothesis is imported here, before any test starts Ray's threads: CPython 3.11's ast module keeps
+# its recursion depth in per-interpreter state, and its plugin imported hypothesis lazily at the
+# terminal summary, where pytest's assertion rewriting ran ast.parse in the main thread while a
+# background thread formatted a traceback (3.11 parses source lines for the ^^^ carets): a green run
+# then ended in "SystemError: AST constructor recursion depth mismatch".
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
