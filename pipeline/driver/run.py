@@ -39,11 +39,6 @@ def _init_ray() -> None:
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver draws its own (pipeline.progress)
-    # Work is handed out only once every actor of a pool is up (the extractors: their models
-    # loaded). Handed out as actors became ready, a short run on a cluster whose second node was
-    # slower to load went entirely to the first node's GPU, the other idle throughout; the cost is
-    # that rendering starts after the models load instead of beside it (seconds, once per run).
-    ctx.wait_for_min_actors_s = ACTORS_START_TIMEOUT_S
     quiet_ray_data()
 
     if not ray.is_initialized():
@@ -75,6 +70,14 @@ def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
     config = run.config
     blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
     stages = run_stages(config, run.schema, Cluster.current(), len(blocks), fence)
+    extractors = next(stage.actors for stage in stages if stage.name == "ExtractFields")
+    # With several extractors, work is handed out only once every actor is up (their models
+    # loaded): handed out as actors became ready, a short run on a cluster whose second node was
+    # slower went entirely to the first node's GPU, the other idle throughout. Ray Data then starts
+    # the pools one after another, so with one extractor rendering overlaps its model load instead.
+    # Set before the dataset is made: a dataset keeps the DataContext of its making.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = (
+        ACTORS_START_TIMEOUT_S if extractors > 1 else ray.data.context.DEFAULT_WAIT_FOR_MIN_ACTORS_S)
     dataset = ray.data.from_items(blocks, override_num_blocks=len(blocks))
     for stage in stages:
         dataset = stage.apply(dataset)
