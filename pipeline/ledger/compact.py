@@ -30,7 +30,7 @@ _DOUBLED_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(Tru
 # The rows of a page that are not its newest; part files are numbered in name order, so the
 # file's number ranks as its name did. One aggregate and one join, each of which can spill.
 _LOSERS = """
-CREATE TABLE page_rows AS SELECT * FROM page_stream;
+CREATE TABLE page_rows AS SELECT * FROM page_stream SEMI JOIN doubled USING (doc_id);
 CREATE TABLE best AS
   SELECT max({'created': created_at, 'run': coalesce(run_id, ''), 'file': file, 'row': row}) AS top
   FROM page_rows GROUP BY doc_id, doc_size, doc_mtime_ns, page_index;
@@ -99,13 +99,14 @@ def drop_duplicate_pages(folder: OutputFolder, docs: set[str], scope: Scope) -> 
     if dataset is None:
         return 0
     failed: list[BaseException] = []
-    rows = located(dataset, _DOUBLED_SCHEMA.names[:-2], scope, failed, where=pc.field("doc_id").isin(list(docs)))
+    rows = located(dataset, _DOUBLED_SCHEMA.names[:-2], scope, failed)
     rewritten = 0
     with tempfile.TemporaryDirectory(prefix="pageray-compact-") as tmp:
         db = duckdb.connect(f"{tmp}/compact.duckdb", config={**DUCKDB_CONFIG, "temp_directory": f"{tmp}/spill"})
         try:
             db.execute("SET enable_progress_bar = false")
             db.register("page_stream", rows)
+            db.register("doubled", pa.table({"doc_id": pa.array(sorted(docs), pa.string())}))
             db.execute(_LOSERS)
             with db.sql("SELECT file, row FROM losers ORDER BY file, row").to_arrow_reader(BATCH_ROWS) as reader:
                 for number, drop in rows_by_file(reader):
