@@ -52,6 +52,8 @@ class EngineFeeder:
         self.owner: list[tuple[_Call, int]] = []  # the current run's items: whose, which
 
     async def __call__(self, items: list[EngineItem]):
+        if not items:
+            return [], EngineStats(self.engine.slots)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -59,8 +61,6 @@ class EngineFeeder:
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(value))
 
         call = _Call(items, done, [None] * len(items), len(items))
-        if not items:
-            return [], EngineStats(self.engine.slots)
         with self.lock:
             self.pending.append(call)
             start, self.running = not self.running, True
