@@ -5,6 +5,10 @@ runs. Once the new rows are committed, those part files are rewritten without th
 (atomically, like every write). A run killed before this step leaves both versions (or, for
 --force, two rows of some pages) for a moment; the next run's plan sees them, in every
 document of its schema and model, and finishes the job.
+
+What the driver holds: the plan's sets and maps, an entry per document named (changed, forced,
+pruned, doubled), never one per page; each part file is read and rewritten one at a time, and
+the rows of doubled pages that go are found out of core (drop_duplicate_pages).
 """
 from __future__ import annotations
 
@@ -41,14 +45,13 @@ CREATE TABLE losers AS
 StaleRows = Callable[[pafs.FileInfo, pa.Table, list[bool]], list[bool]]
 
 
-def _files_holding(folder: OutputFolder, docs: set[str], columns: list[str]):
-    """(file, the given columns, which rows are of `docs`) for each part file holding one of `docs`."""
+def _files_holding(folder: OutputFolder, docs: set[str]):
+    """Each part file holding a row of one of `docs` (read one file's doc_id column at a time)."""
     wanted = pa.array(sorted(docs), pa.string())
     for info in folder.part_files():
-        table = pq.read_table(info.path, filesystem=folder.fs, columns=columns)
-        hits = pc.is_in(table.column("doc_id"), value_set=wanted).to_pylist()
-        if any(hits):
-            yield info, table, hits
+        table = pq.read_table(info.path, filesystem=folder.fs, columns=["doc_id"])
+        if pc.any(pc.is_in(table.column("doc_id"), value_set=wanted)).as_py():
+            yield info
 
 
 def _rewrite(folder: OutputFolder, docs: set[str], scope: Scope, stale_rows: StaleRows,
@@ -58,7 +61,7 @@ def _rewrite(folder: OutputFolder, docs: set[str], scope: Scope, stale_rows: Sta
     if not docs:
         return 0
     rewritten = 0
-    for info, _, _ in _files_holding(folder, docs, ["doc_id"]):
+    for info in _files_holding(folder, docs):
         if skip(info):
             continue
         table = pq.read_table(info.path, filesystem=folder.fs)

@@ -23,13 +23,13 @@ KEY_TYPES = {"doc_id": pa.string(), "created_at": pa.timestamp("us", tz="UTC"),
              "doc_mtime_ns": pa.int64(), "page_index": pa.int32(), "run_id": pa.string()}
 
 
-def located(dataset: pads.Dataset | None, columns: list[str], scope: Scope, failed: list[BaseException],
-            where: pc.Expression | None = None) -> pa.RecordBatchReader:
-    """The scope's rows of `dataset` (those `where` keeps) as batches of `columns`, with `file`
-    (the file's place in dataset.files) and `row` (in that file); one batch at a time in memory.
-    What reading raised goes to `failed` too (DuckDB reports it as its own error)."""
+def located(dataset: pads.Dataset | None, columns: list[str], scope: Scope,
+            failed: list[BaseException]) -> pa.RecordBatchReader:
+    """The scope's rows of `dataset` as batches of `columns`, with `file` (the file's place in
+    dataset.files) and `row` (in that file); one batch at a time in memory. What reading
+    raised goes to `failed` too (DuckDB reports it as its own error)."""
     names = list(dict.fromkeys(["doc_id", "schema_id", "model_id", *columns]))
-    ours = pc.field("doc_id").is_valid() & scope.expression() & (where if where is not None else True)
+    ours = pc.field("doc_id").is_valid() & scope.expression()
     schema = pa.schema([*((c, KEY_TYPES[c]) for c in columns), ("file", pa.int32()), ("row", pa.int64())])
 
     def batches():
