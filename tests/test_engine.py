@@ -312,3 +312,39 @@ def test_the_actor_with_the_static_engine_writes_the_sync_rows(extractor, sample
     for key in ("extract_ms", "created_at"):
         ours.pop(key), theirs.pop(key)
     assert ours == theirs and ours["output_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_ray_hands_one_actor_two_blocks_at_once_into_one_engine(ray_local, extractor, samples):
+    """Through Ray Data as the run's stage declares it (pipeline.driver.stages): one actor, two
+    blocks, each returned whole; the second's pages decode in the first's engine run."""
+    import pyarrow as pa
+
+    from pageray.extractors import actor as ray_actor
+    from pageray.extractors.settings import CONCURRENT_BATCHES
+    from pageray.pipeline.datamodel import rows_to_columns
+
+    def block(names):
+        rows = [{**page, "run_id": "r", "doc_id": name, "source_uri": name, "doc_sha256": "x", "doc_size": 1,
+                 "doc_mtime_ns": 1}
+                for name in names for page in render_document((samples / name).read_bytes(), name, RenderLimits())]
+        return pa.table(rows_to_columns(rows))
+
+    blocks = [block(["invoice.pdf", "receipt.pdf"]), block(["rotated_table.pdf", "invoice.pdf"])]
+    settings = ExtractSettings(batch_size=4, max_new_tokens=70)
+    kwargs = {"spec": extractor.spec, "schema": extractor.schema, "settings": settings}
+    loaded = (extractor.model, extractor.processor, extractor.device)
+    alone = [ExtractFields(**kwargs, loaded=loaded)(b.to_pydict()) for b in blocks]
+    pool = ray_local.data.ActorPoolStrategy(size=1, max_concurrent_calls_per_actor=CONCURRENT_BATCHES)
+    refs = ray_local.data.from_arrow(blocks).map_batches(
+        ray_actor.ExtractFields, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=None,
+        compute=pool, num_cpus=0.5).to_arrow_refs()
+    together = [ray_local.get(r) for r in refs]
+
+    def steps(tables):
+        return sum(s or 0 for t in tables for s in t["decode_steps"].to_pylist())
+
+    assert sorted(len(t) for t in together) == [2, 2]
+    assert 0 < steps(together) < steps(alone)
+    ours = {(r["doc_id"], r["page_index"]): r["raw_text"] for t in together for r in t.to_pylist()}
+    assert ours == {(r["doc_id"], r["page_index"]): r["raw_text"] for t in alone for r in t.to_pylist()}
