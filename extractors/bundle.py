@@ -18,6 +18,10 @@ from typing import Any, Iterable, Iterator
 
 from pageray.pipeline.datamodel import Status, page_row
 
+# a page row's `method` when the page was read in its document's multi-image prompt (here, not in
+# extractors.multi_image, so the driver's ledger can name it without importing torch)
+METHOD = "multi_image"
+
 COLUMN = "doc_pages"
 _DOC_KEYS = ("run_id", "doc_id", "source_uri", "doc_sha256", "doc_size", "doc_mtime_ns", "page_count")
 _PAGE_KEYS = ("page_index", "image_width", "image_height", "text_layer", "text_layer_chars", "render_ms")

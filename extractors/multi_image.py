@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import time
 
-from pageray.extractors.bundle import page_count, unbundle
+from pageray.extractors.bundle import METHOD, page_count, unbundle
 from pageray.extractors.decoding.engine import Job
 from pageray.extractors.grounding import ground
 from pageray.pipeline.datamodel import Status
 from pageray.pipeline.errors import describe
-
-METHOD = "multi_image"
 
 
 class MultiImage:

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pageray.extractors.grounding import ground, ground_in_text, ground_merged
-from pageray.extractors.multi_image import METHOD as MULTI_IMAGE
+from pageray.extractors.bundle import METHOD as MULTI_IMAGE
 from pageray.pipeline.datamodel import DocumentStatus, Status, document_schema, output_schema
 from pageray.pipeline.ledger.folder import OutputFolder, part_name
 from pageray.pipeline.ledger.index import Scope
