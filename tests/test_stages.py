@@ -8,6 +8,7 @@ from pageray.extractors.batching import AUTO_MAX
 from pageray.extractors.bundle import COLUMN as BUNDLE_COLUMN
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.driver.extractor_memory import GiB
+from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.driver.stages import Cluster, Stage, check_columns, run_stages
 from pageray.pipeline.ledger.plan_read import BLOCK_COLUMNS
 
@@ -47,6 +48,13 @@ def test_on_a_two_core_node_actors_take_half_a_cpu_and_whole_blocks(tmp_path):
     assert "num_gpus" not in extract and extract["num_cpus"] == 0.5 and extract["batch_size"] is None
     assert stages["ExtractFields"].actors == 1 and 0 < extract["memory"] <= 4 * GiB
     assert stages["RenderPages"].ray_args["num_cpus"] == 0.5
+
+
+def test_more_cpu_extractors_than_the_cluster_holds_are_refused_naming_the_most(tmp_path):
+    cluster = Cluster({"CPU": 2, "memory": 8 * GiB}, [node(2, 0, 8 * GiB)])
+    assert stages_of(tmp_path, cluster, actors=2)["ExtractFields"].actors == 2  # 1 CPU, beside render's 0.5
+    with pytest.raises(ConfigError, match=r"--actors 3: .* at most 2 beside rendering; lower --actors to 2"):
+        stages_of(tmp_path, cluster, actors=3)
 
 
 def test_the_render_stage_makes_the_models_inputs_and_says_which_columns(tmp_path):

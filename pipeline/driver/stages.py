@@ -16,12 +16,15 @@ from pageray.extractors.inputs import ModelInputs
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.datamodel import DECODE_COLUMNS, PAGE_COLUMNS, output_schema
 from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
+from pageray.pipeline.errors import ConfigError
 from pageray.pipeline.ledger.commit import SUMMARY_COLUMNS, CommitPages
 from pageray.pipeline.ledger.plan import PLAN_SCHEMA
 from pageray.pipeline.ledger.plan_read import BLOCK_COLUMNS, read_plan_blocks
 from pageray.pipeline.render.step import RenderPages
 from pageray.schemas import arrow_type
 
+# A plan block's read task: trivial work, and a full CPU reserved for it can starve a 2-core node
+READ_CPUS = 0.1
 # What ExtractFields reads of a page row (the rest of its output is copied as it comes)
 EXTRACT_NEEDS = ("doc_id", "source_uri", "page_index", "page_count", "status", "pixels", "crop_shapes")
 
@@ -89,7 +92,7 @@ def read_plan_stage(out: str, blocks: int) -> Stage:
     # rendering, the first render actor took the blocks as they came and the second node's
     # extractor sat idle.
     return Stage("read plan blocks", read_plan_blocks, {"out": out},
-                 {"batch_format": "pyarrow", "batch_size": None, "num_cpus": 0.1},
+                 {"batch_format": "pyarrow", "batch_size": None, "num_cpus": READ_CPUS},
                  needs=BLOCK_COLUMNS, gives=tuple(PLAN_SCHEMA.names), barrier_blocks=blocks)
 
 
@@ -132,8 +135,16 @@ def extractor_pool(config: RunConfig, cluster: Cluster) -> dict[str, Any]:
                 "memory": extractor_memory(config.model, config.dtype, bool(config.quantize), True,
                                            node_shares(cluster.nodes, True, n))}
     # whole render blocks: the extractor chunks their images into batch_size model batches itself
-    n = config.actors or 1
-    return {"compute": ray.data.ActorPoolStrategy(size=n, **calls), "num_cpus": cluster.cpu_share(),
+    n, share = config.actors or 1, cluster.cpu_share()
+    cpus = cluster.resources.get("CPU", 0)
+    # Room is left for one render actor and the plan's read tasks: a pool that cannot all be placed
+    # would hold the run until its actors' wait ran out (pipeline.driver.run), so it is refused now.
+    most = max(1, int((cpus - share - READ_CPUS) // share))
+    if n > most:
+        raise ConfigError(f"--actors {n}: on CPU each extractor takes {share:g} CPU, and this cluster's {cpus:g} "
+                          f"CPUs hold at most {most} beside rendering; lower --actors to {most} or fewer "
+                          "(or add nodes)")
+    return {"compute": ray.data.ActorPoolStrategy(size=n, **calls), "num_cpus": share,
             "batch_size": None,
             "memory": extractor_memory(config.model, config.dtype, False, False, node_shares(cluster.nodes, False, n))}
 
