@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pageray.extractors.settings import ExtractSettings
 from pageray.pipeline.config import RunConfig
 
 if TYPE_CHECKING:  # the schemas load lazily: importing them slows every start of the CLI
@@ -37,14 +36,6 @@ class ResolvedRun:
         schema = schema if schema is not None else config.extraction_schema()
         resolved, source = config.with_budget(schema)
         return cls(resolved, schema, source)
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.config.max_new_tokens
-
-    def extract_settings(self) -> ExtractSettings:
-        """The workers' settings, with the resolved budget: ExtractFields never resolves it again."""
-        return self.config.extract_settings()
 
     def schema_record(self) -> dict:
         """The schema as the run record keeps it: enough to read the rows back whatever becomes of

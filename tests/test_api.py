@@ -67,8 +67,8 @@ def test_a_class_is_resolved_once_from_the_class_itself_with_its_budget(samples,
     run = resolve_run(samples / "invoice.pdf", Slip, tmp_path / "out")
     assert loaded == [Slip]  # no schema file written and loaded back
     assert run.schema == real(Slip)  # same id (and budget): re-runs are incremental
-    assert (run.max_new_tokens, run.budget_from) == (96, "schema")
-    assert run.extract_settings().max_new_tokens == 96  # what the workers get, resolved
+    assert (run.config.max_new_tokens, run.budget_from) == (96, "schema")
+    assert run.config.extract_settings().max_new_tokens == 96  # what the workers get, resolved
     assert run.config.schema_ref == f"{Slip.__module__}:{Slip.__qualname__}"  # names it in the record
     assert not run.config.document_scope()
     assert resolve_run(samples / "invoice.pdf", Slip, tmp_path / "out", max_new_tokens=40).budget_from == "flag"

@@ -24,7 +24,7 @@ from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 from pageray.pipeline.ledger.records import RunRecord, RunState, claim, versions
 from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
 from pageray.pipeline.storage import check_inputs, unreachable
-from pageray.pipeline.driver.stages import Cluster, run_stages
+from pageray.pipeline.driver.stages import Cluster, extractor_actors, run_stages
 from pageray.pipeline.driver.decode_counts import DecodeCounts
 from pageray.pipeline.progress import Progress, ProgressReporter, Tally
 from pageray.pipeline.driver.ray_logs import init_options, quiet_ray_data, spend_restart_notice
@@ -70,7 +70,7 @@ def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
     config = run.config
     blocks = plan_blocks(OutputFolder(config.out), config.run_id, plan.shard_docs, DOCS_PER_BLOCK)
     stages = run_stages(config, run.schema, Cluster.current(), len(blocks), fence)
-    extractors = next(stage.actors for stage in stages if stage.name == "ExtractFields")
+    extractors = extractor_actors(stages)
     # With several extractors, work is handed out only once every actor is up (their models
     # loaded): handed out as actors became ready, a short run on a cluster whose second node was
     # slower went entirely to the first node's GPU, the other idle throughout. Ray Data then starts
@@ -132,7 +132,7 @@ def _run(run: ResolvedRun, folder: OutputFolder, lease: Lease, record: RunRecord
                     _init_ray()
                     nodes = alive_nodes()
                     dataset, stages = build_dataset(run, plan, folder.fence)
-                    actors = {stage.name: stage for stage in stages}["ExtractFields"].actors
+                    actors = extractor_actors(stages)
                     progress.phase(f"loading the model on {actors} extractor actor{'s' if actors > 1 else ''}, "
                                    "rendering the first documents")  # until the first page comes
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):

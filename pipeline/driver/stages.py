@@ -171,6 +171,11 @@ def commit_stage(config: RunConfig, schema, fence: Callable[[], None] | None) ->
                  needs=tuple(written.names), gives=SUMMARY_COLUMNS + DECODE_COLUMNS)
 
 
+def extractor_actors(stages: Sequence[Stage]) -> int:
+    """How many extractor actors the run starts (one model loaded in each)."""
+    return next(stage.actors for stage in stages if stage.name == "ExtractFields")
+
+
 def run_stages(config: RunConfig, schema, cluster: Cluster, blocks: int, fence=None) -> list[Stage]:
     """The run's stages in order, their columns checked against each other."""
     stages = [read_plan_stage(config.out, blocks), render_stage(config, cluster), extract_stage(config, schema, cluster),
