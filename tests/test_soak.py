@@ -13,9 +13,12 @@ actors finish long before the last page is committed).
 - warm-up: the first quarter of the process's CPU time in the run (the model's load, the first
   calls, the allocator's arenas reaching their working size).
 - growth: from the quarter after warm-up to the last quarter, how far its low level (10th
-  percentile: what it keeps between batches) or its high level (90th: the most one batch takes)
-  rose. Two levels, not a median: the extractor swings by one model batch's float64 pixels
-  (16 x 378 x 378 x 3 x 8 B = 52 MiB) several times a second, and a median lands on either side.
+  percentile: what it keeps between batches) rose. Not a median, and not the high level (90th):
+  the extractor swings by a model batch's float64 pixels (16 x 378 x 378 x 3 x 8 B = 52 MiB) and,
+  with two calls in flight, a second block (649 -> 751 MiB seen), at its peak in a few samples of
+  each window; a median or a 90th percentile lands on either side of that swing (CI once read a
+  99 MiB "rise" of the high level that was only the swing). What a process keeps per page, batch
+  or call is still there between batches, so a leak lifts the low level. The high level is printed.
 - bound: 96 MiB. glibc keeps freed memory at the top of its heap up to twice its mmap threshold,
   which rises with the large buffers a process frees, to 32 MiB at most: up to 64 MiB can stay
   resident once. On a 10,240-page run (SOAK_DOCS=1280) the extractor's low level stepped up by
@@ -110,7 +113,7 @@ def test_a_long_run_keeps_every_actors_memory_flat(ray_local, tiny_model, tmp_pa
     for (role, pid), series in sorted(sampler.series().items()):
         levels = verdicts[role, pid] = window_levels(series, WARM_UP)
         where = "too short-lived to judge" if levels is None else \
-            "low {:.0f} -> {:.0f}, high {:.0f} -> {:.0f} MiB: rose {:+.1f}".format(
+            "low {:.0f} -> {:.0f}, high {:.0f} -> {:.0f} MiB: the low level rose {:+.1f}".format(
                 levels.early[0], levels.late[0], levels.early[1], levels.late[1], levels.rise_mib)
         print(f"  {role}:{pid}: {len(series)} samples, {series[-1].cpu_s - series[0].cpu_s:.1f} CPU s, {where}")
 
@@ -121,18 +124,21 @@ def test_a_long_run_keeps_every_actors_memory_flat(ray_local, tiny_model, tmp_pa
         "the extractor was not sampled long enough to judge"
     grown = {f"{role}:{pid}": round(v.rise_mib, 1) for (role, pid), v in verdicts.items()
              if v is not None and v.rise_mib > BOUND_MIB}
-    assert not grown, f"private memory rose more than {BOUND_MIB} MiB after warm-up: {grown}"
+    assert not grown, f"private memory's low level rose more than {BOUND_MIB} MiB after warm-up: {grown}"
 
 
-def _extractor_like(leak_per_sample: float = 0.0, step_at: int | None = None) -> list[Sample]:
+def _extractor_like(leak_per_sample: float = 0.0, step_at: int | None = None,
+                    peak_share=0.45, swing_mib: float = 52) -> list[Sample]:
     """120 samples of a process that swings by one batch's 52 MiB, ~45% of the time, as the
-    extractor does; optionally leaking, or stepping up once by 53 MiB (what glibc did)."""
+    extractor does; optionally leaking, or stepping up once by 53 MiB (what glibc did). `peak_share`
+    may be a function of the sample's index."""
     import random
 
     rng = random.Random(0)
     out = []
     for i in range(120):
-        mib = 600 + 52 * (rng.random() < 0.45) + leak_per_sample * i + 53 * (step_at is not None and i >= step_at)
+        share = peak_share(i) if callable(peak_share) else peak_share
+        mib = 600 + swing_mib * (rng.random() < share) + leak_per_sample * i + 53 * (step_at is not None and i >= step_at)
         out.append(Sample(t=i, pages=17 * i, role="ExtractFields", pid=1, private_mib=mib, rss_mib=mib,
                           shared_mib=0, cpu_s=0.5 * i))
     return out
@@ -141,6 +147,11 @@ def _extractor_like(leak_per_sample: float = 0.0, step_at: int | None = None) ->
 def test_the_judge_passes_a_swing_and_one_allocator_step_and_fails_a_leak():
     assert window_levels(_extractor_like()).rise_mib == 0
     assert window_levels(_extractor_like(step_at=70)).rise_mib < BOUND_MIB
+    # two calls in flight: a 116 MiB swing, rarely at its peak early and often late, is no rise
+    rarely_then_often = _extractor_like(swing_mib=116, peak_share=lambda i: 0.02 if i < 60 else 0.3)
+    levels = window_levels(rarely_then_often)
+    assert levels.late[1] - levels.early[1] > BOUND_MIB and levels.rise_mib == 0
     # 120 KiB a page at 17 pages a sample: a leak a little over the smallest the bound catches
     assert window_levels(_extractor_like(leak_per_sample=17 * 120 / 1024)).rise_mib > BOUND_MIB
+    assert window_levels(_extractor_like(leak_per_sample=17 * 120 / 1024, swing_mib=116)).rise_mib > BOUND_MIB
     assert window_levels(_extractor_like()[:12]) is None  # too short-lived to judge
