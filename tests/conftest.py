@@ -79,8 +79,8 @@ def samples(tmp_path_factory) -> Path:
 def ray_head():
     """The session's one Ray cluster (one per test process with `-n 2`): a `ray start --head` node
     (2 CPUs, with the job server), started once (a Ray bring-up costs 10-30 s on a busy 2-core
-    machine) and shared by every test for which a cluster of its own is not the point. Private clusters (tests/clusters.py) stay for
-    tests that kill nodes or need a node's own environment.
+    machine) and shared by every test for which a cluster of its own is not the point. Private
+    clusters (tests/clusters.py) stay for tests that kill nodes or need a node's own environment.
 
     * A `pageray extract` (or any driver) in a subprocess joins it with
       `env=ray_head.driver_env()` (RAY_ADDRESS and the auth token; add variables as keywords).
