@@ -1,7 +1,8 @@
 """Make OUT look as if an earlier run had committed PAGES `ok` pages (default 1) of every
 document under IN, so `pageray plan IN --out OUT` has to join the listing against that many
-committed pages; every document is then `skipped`. Used by plan_memory.sh; writes part files of
-about 100,000 rows.
+committed pages; every document is then `skipped`. Used by plan_memory.sh; writes the files a
+finished run leaves after its merge (pipeline.ledger.merge): about TARGET_ROWS rows each, in row
+groups of ROW_GROUP_ROWS.
 
     python benchmarks/fill_output.py IN OUT [PAGES]
 """
@@ -16,11 +17,11 @@ import pyarrow as pa
 
 from pageray.pipeline.config import DEFAULT_MODEL
 from pageray.pipeline.datamodel import output_schema
-from pageray.pipeline.ledger.folder import OutputFolder
+from pageray.pipeline.ledger.folder import OutputFolder, part_name
+from pageray.pipeline.ledger.merge import ROW_GROUP_ROWS, TARGET_ROWS
 from pageray.pipeline.storage import doc_id_for
 from pageray.schemas import arrow_type, load_schema
 
-ROWS_PER_FILE = 100_000
 
 
 def write_part(out: str, docs: list[tuple[str, int, int]], schema: pa.Schema, ids: tuple, pages: int) -> None:
@@ -32,7 +33,9 @@ def write_part(out: str, docs: list[tuple[str, int, int]], schema: pa.Schema, id
                "status": ["ok"] * n, "schema_id": [ids[0]] * n, "model_id": [ids[1]] * n,
                "run_id": ["filled"] * n, "created_at": [datetime.now(timezone.utc)] * n}
     arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
-    OutputFolder(out).write_part("filled", pa.Table.from_arrays(arrays, schema=schema))
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    folder = OutputFolder(out)
+    folder.write_parquet(f"{folder.data_path}/{part_name('filled', table)}", table, row_group_size=ROW_GROUP_ROWS)
 
 
 def main(inbox: str, out: str, pages: str = "1") -> None:
@@ -47,7 +50,7 @@ def main(inbox: str, out: str, pages: str = "1") -> None:
             path = os.path.join(folder, name)
             st = os.stat(path)
             docs.append((path, st.st_size, st.st_mtime_ns))
-            if len(docs) * pages >= ROWS_PER_FILE:
+            if len(docs) * pages >= TARGET_ROWS:
                 write_part(out, docs, schema, ids, pages)
                 docs = []
     if docs:
