@@ -4,9 +4,9 @@
 a batch of rendered pages into output rows. Works on a plain dict batch without Ray.
 
 The actor does little more than the device work: pages arrive as uint8 crops made on the CPU
-workers (`extractors.pixels.PreparePixels`, in the render step), the vision tower runs once per
-crop shape (`extractors.vision`), and decoding is a loop of our own that overlaps the grammar's
-host work with the forward pass (`extractors.decode_loop`). A row that carries only its `image`
+workers (`extractors.vision.pixels.PreparePixels`, in the render step), the vision tower runs once per
+crop shape (`extractors.vision.encoder`), and decoding is a loop of our own that overlaps the
+grammar's host work with the forward pass (`extractors.decoding`). A row that carries only its `image`
 (a caller without the render step) has its crops made here.
 
 In document scope each page's prompt says it is page k of n (`page_prompts`). A bundle row (a
@@ -17,13 +17,13 @@ pages are batched by prompt length, since the static decode loop does not pad.
 """
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import pyarrow as pa
 
+from pageray.extractors.answer_fields import answer_fields
 from pageray.extractors.batching import resolve_batch_size
 from pageray.extractors.bundle import is_bundle, unbundle
 from pageray.extractors.decoding.loop import DecodeLoop
@@ -41,17 +41,6 @@ from pageray.pipeline.datamodel import (DECODE_COLUMNS, Status, batch_to_rows, o
 from pageray.pipeline.errors import describe
 from pageray.schemas import ExtractionSchema, arrow_type, generation_schema
 from pageray.schemas.answer import AnswerReader
-
-
-def _clean_text(value: Any) -> Any:
-    """Lone surrogates (a model may write "\\ud800") would fail Parquet's UTF-8: replace them."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    if isinstance(value, list):
-        return [_clean_text(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean_text(v) for k, v in value.items()}
-    return value
 
 
 def _worker_name() -> str:
@@ -236,24 +225,6 @@ class ExtractFields:
 
     def _record(self, chunk: list[dict], results: list[RowResult], prompts: list[list[int]], per_page_ms: float):
         for r, res, ids in zip(chunk, results, prompts):
-            r.update(self._fields(res), input_tokens=len(ids), output_tokens=res.output_tokens,
+            r.update(answer_fields(res, self.answers, self.settings.page_time_limit_s), input_tokens=len(ids), output_tokens=res.output_tokens,
                      confidence=res.confidence, extract_ms=per_page_ms, method="page")
             r.update(ground(self.schema.json_schema, r.get("fields"), r.get("text_layer")))
-
-    def _fields(self, res: RowResult) -> dict:
-        """Parse, mend, validate and coerce one generation into the typed `fields` struct
-        (schemas.answer: valid under the user's own schema)."""
-        status = Status.GENERATION_TIMEOUT if res.timed_out else Status.OK
-        out = {"raw_text": res.text, "truncated": res.truncated}
-        try:
-            # strict=False: xgrammar writes length-limited strings raw, control characters too.
-            value = _clean_text(json.loads(res.text, strict=False))
-        except ValueError as exc:
-            return {**out, "status": Status.INVALID_OUTPUT.value, "valid": False, "error": describe(exc)}
-        answer = self.answers(value, res.text)
-        if not answer["valid"]:
-            return {**out, **answer, "status": Status.INVALID_OUTPUT.value}
-        error = f"generation time limit reached (--page-time-limit {self.settings.page_time_limit_s:g} s); " \
-            "output closed early as the shortest valid JSON" \
-            if res.timed_out else None
-        return {**out, **answer, "status": status.value, "error": error}

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field, create_model
 
 from pageray.extractors.closing.closer import Closer
-from pageray.extractors.extractor import _clean_text
+from pageray.extractors.answer_fields import clean_text
 from pageray.schemas import generation_schema, load_schema
 from pageray.schemas.answer import AnswerReader
 
@@ -48,7 +48,7 @@ class Invoice(BaseModel):
 
 def read(schema, text: str) -> dict:
     """The row fields of one closed answer, read as the extractor reads it."""
-    return AnswerReader(schema)(_clean_text(json.loads(text, strict=False)), text)
+    return AnswerReader(schema)(clean_text(json.loads(text, strict=False)), text)
 
 
 def closed(schema, prefix: bytes) -> str:
