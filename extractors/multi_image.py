@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 
+from pageray.extractors.answer_fields import answer_fields
 from pageray.extractors.bundle import METHOD, page_count, unbundle
 from pageray.extractors.decoding.engine import Job
 from pageray.extractors.grounding import ground
@@ -69,7 +70,7 @@ class MultiImage:
 
     def _record(self, pages: list[dict], res, input_tokens: int, per_page_ms: float) -> None:
         ex = self.ex
-        answer = ex._fields(res)
+        answer = answer_fields(res, ex.answers, ex.settings.page_time_limit_s)
         lead = pages[0]
         text = "\n".join(p["text_layer"] for p in pages if p.get("text_layer") and p["text_layer"].strip())
         lead.update(answer, method=METHOD, input_tokens=input_tokens, output_tokens=res.output_tokens,

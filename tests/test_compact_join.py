@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 
 from outputs import OTHER, SCHEMA, SCOPE, T0
 from pageray.pipeline.datamodel import rows_to_table
-from pageray.pipeline.ledger import index
+from pageray.pipeline.ledger import spill
 from pageray.pipeline.ledger.compact import drop_duplicate_pages
 from pageray.pipeline.ledger.folder import OutputFolder
 
@@ -59,7 +59,7 @@ def _key(r: dict) -> tuple:
 
 
 def test_doubled_pages_keep_the_newest_row_of_each_found_out_of_core(tmp_path, monkeypatch):
-    monkeypatch.setitem(index.DUCKDB_CONFIG, "memory_limit", "8MB")
+    monkeypatch.setitem(spill.DUCKDB_CONFIG, "memory_limit", "8MB")
     rng = random.Random(24)
     folder = OutputFolder(str(tmp_path / "out"))
     _fill(folder, rng)

@@ -16,7 +16,7 @@ import pytest
 from outputs import T0
 from pageray.extractors.grounding import ground
 from pageray.pipeline.datamodel import document_schema, output_schema, rows_to_table
-from pageray.pipeline.ledger import documents, index
+from pageray.pipeline.ledger import documents, spill
 from pageray.pipeline.ledger.documents import document_row, sync_documents
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.index import Scope
@@ -144,7 +144,7 @@ def test_wide_page_rows_stay_outside_duckdb_under_its_memory_limit(tmp_path, mon
     """The hostile corpus' shape (documents of thousands of pages, rows with long texts and errors),
     cheaply: 6,000 page rows of ~3 KB each are more than DuckDB may hold at a smaller limit than
     the driver's. Wide columns in a DuckDB join or sort ran out of its memory; narrow keys do not."""
-    monkeypatch.setitem(index.DUCKDB_CONFIG, "memory_limit", "8MB")
+    monkeypatch.setitem(spill.DUCKDB_CONFIG, "memory_limit", "8MB")
     folder = OutputFolder(str(tmp_path / "out"))
     wide = "".join(random.Random(7).choice("abcdefghij ") for _ in range(1000))
     pages_per_doc = 2000

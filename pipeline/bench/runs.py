@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from pageray.extractors.answer_fields import answer_fields
 from pageray.extractors.decoding.rows import ConstrainedBatch
 from pageray.extractors.extractor import ExtractFields, ExtractSettings
 from pageray.extractors.vision.encoder import CROPS_PER_CALL
@@ -130,7 +131,7 @@ def run_generate(ex: ExtractFields, batch_size: int) -> Callable:
             stats["host_step_s"] += constrained.host_s
             stats["steps"] += constrained.calls
             for res in constrained.results():
-                fields = ex._fields(res)
+                fields = answer_fields(res, ex.answers, ex.settings.page_time_limit_s)
                 stats["json_tokens"] += res.output_tokens
                 stats["ok"] += fields["status"] == Status.OK
                 if fields["status"] != Status.OK:

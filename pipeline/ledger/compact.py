@@ -12,10 +12,8 @@ the rows of doubled pages that go are found out of core (drop_duplicate_pages).
 """
 from __future__ import annotations
 
-import tempfile
 from typing import Callable
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -23,8 +21,9 @@ import pyarrow.parquet as pq
 
 from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.ledger.folder import OutputFolder, part_run_id
-from pageray.pipeline.ledger.index import BATCH_ROWS, DUCKDB_CONFIG, Scope
+from pageray.pipeline.ledger.index import Scope
 from pageray.pipeline.ledger.locate import drop_rows, located, rows_by_file
+from pageray.pipeline.ledger.spill import BATCH_ROWS, SpillDB
 
 KEY_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "run_id"]
 # what is read of the pages to find doubled ones (located() adds `file` and `row`)
@@ -101,25 +100,14 @@ def drop_duplicate_pages(folder: OutputFolder, docs: set[str], scope: Scope) -> 
     dataset = folder.pages_dataset(_DOUBLED_SCHEMA) if docs else None
     if dataset is None:
         return 0
-    failed: list[BaseException] = []
-    rows = located(dataset, _DOUBLED_SCHEMA.names[:-2], scope, failed)
     rewritten = 0
-    with tempfile.TemporaryDirectory(prefix="pageray-compact-") as tmp:
-        db = duckdb.connect(f"{tmp}/compact.duckdb", config={**DUCKDB_CONFIG, "temp_directory": f"{tmp}/spill"})
-        try:
-            db.execute("SET enable_progress_bar = false")
-            db.register("page_stream", rows)
-            db.register("doubled", pa.table({"doc_id": pa.array(sorted(docs), pa.string())}))
-            db.execute(_LOSERS)
-            with db.sql("SELECT file, row FROM losers ORDER BY file, row").to_arrow_reader(BATCH_ROWS) as reader:
-                for number, drop in rows_by_file(reader):
-                    rewritten += drop_rows(folder, dataset.files[number], drop)
-        except duckdb.Error:
-            if failed:
-                raise failed[0] from None  # the storage's own error, as every other read gives it
-            raise
-        finally:
-            db.close()
+    with SpillDB("compact") as spill, spill.errors():
+        spill.db.register("page_stream", located(dataset, _DOUBLED_SCHEMA.names[:-2], scope, spill.failed))
+        spill.db.register("doubled", pa.table({"doc_id": pa.array(sorted(docs), pa.string())}))
+        spill.db.execute(_LOSERS)
+        with spill.db.sql("SELECT file, row FROM losers ORDER BY file, row").to_arrow_reader(BATCH_ROWS) as reader:
+            for number, drop in rows_by_file(reader):
+                rewritten += drop_rows(folder, dataset.files[number], drop)
     return rewritten
 
 

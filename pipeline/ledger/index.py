@@ -5,29 +5,21 @@ that could disagree with the data). For each document it knows the committed ver
 (size + mtime as listed), which pages of each are there, and which rows the next run redoes
 (pipeline.ledger.retry).
 
-Why DuckDB, on a database file in a temporary folder under a memory limit: an output of 100
-million pages does not fit a small driver (held as arrays it took ~0.4 KiB a page), and the
-plan's question is a join of the listing against those pages. DuckDB's aggregates, joins and
-sorts spill to disk past the memory limit (`DUCKDB_CONFIG`), so the driver's memory stays flat
-however much is committed and the time stays linear; no hand-written external sort, and no
-cluster needed before the plan (Ray Data's join would need one). The rows reach DuckDB as Arrow record batches
-read by pyarrow's dataset, the reader every other part of the output uses: it reads s3:// as
-well as local folders, and reads odd part files with the page schema. DuckDB's own S3 reader is
-an extension (httpfs) downloaded at run time, which a driver without internet cannot get.
+The index lives in DuckDB on disk, spilling under a memory limit (pipeline.ledger.spill says
+why), so the driver's memory does not grow with what is committed.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.ledger.folder import OutputFolder
 from pageray.pipeline.ledger.retry import RetryPolicy
+from pageray.pipeline.ledger.spill import BATCH_ROWS, SCAN_ROWS, SpillDB
 from pageray.pipeline.storage import DocRef
 
 INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count", "status", "created_at"]
@@ -35,12 +27,6 @@ INDEX_COLUMNS = ["doc_id", "doc_size", "doc_mtime_ns", "page_index", "page_count
 # then reads as no rows or nulls instead of failing the whole plan)
 READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
-# DuckDB's share of the driver's memory while planning; past it, it spills to the temporary folder.
-# One thread: its rows come from one Python stream anyway, and each thread adds its own buffers.
-DUCKDB_CONFIG = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
-BATCH_ROWS = 16_384  # rows per Arrow batch into and out of DuckDB
-SCAN_ROWS = 8_192    # rows per batch read from a part file: what the reading holds at once
-
 # A version is a document's rows of one (size, mtime); a missing size/mtime is (0, 0), as listed.
 # A page is committed when any of its rows is final; a version is retried when any row is not.
 # Each step is one aggregate or one join, so that each can spill on its own.
@@ -180,24 +166,22 @@ class CommittedIndex:
     context manager: the database and its spill files are deleted on exit."""
 
     def __init__(self, folder: OutputFolder, scope: Scope, policy: RetryPolicy | None = None):
-        self._tmp = tempfile.TemporaryDirectory(prefix="pageray-plan-")
-        self._db: duckdb.DuckDBPyConnection | None = None
+        self._spill: SpillDB | None = None
+        self._db = None
         failed: list[BaseException] = []
         rows = _committed_rows(folder, scope, policy or RetryPolicy(), failed)
         if rows is None:
             return
-        self._db = duckdb.connect(f"{self._tmp.name}/index.duckdb",
-                                  config={**DUCKDB_CONFIG, "temp_directory": f"{self._tmp.name}/spill"})
+        self._spill = SpillDB("plan", failed)
+        self._db = self._spill.db
         try:
-            self._db.execute("SET enable_progress_bar = false")  # its bar would land in `pageray plan`'s output
-            self._db.register("committed_rows", rows)
-            self._db.execute(_VERSIONS)
-            self._db.unregister("committed_rows")
-            empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
-        except BaseException as exc:
+            with self._spill.errors():
+                self._db.register("committed_rows", rows)
+                self._db.execute(_VERSIONS)
+                self._db.unregister("committed_rows")
+                empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
+        except BaseException:
             self.close()
-            if failed and isinstance(exc, duckdb.Error):
-                raise failed[0] from None  # the storage's own error, as every other read gives it
             raise
         if empty:
             self.close()  # nothing of this scope: the listing streams straight through
@@ -267,10 +251,9 @@ class CommittedIndex:
         return keep, duplicated
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        self._tmp.cleanup()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = self._db = None
 
     def __enter__(self) -> "CommittedIndex":
         return self

@@ -15,7 +15,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from pageray.pipeline.ledger.folder import OutputFolder
-from pageray.pipeline.ledger.index import SCAN_ROWS, Scope
+from pageray.pipeline.ledger.index import Scope
+from pageray.pipeline.ledger.spill import SCAN_ROWS
 
 # the keys read into DuckDB, in the page and document schemas' own types (pipeline.datamodel)
 KEY_TYPES = {"doc_id": pa.string(), "created_at": pa.timestamp("us", tz="UTC"),

@@ -1,6 +1,6 @@
 """Which documents need a new document row, where their pages lie, and which old rows go: out of core.
 
-Why DuckDB on disk under the plan's memory limit (pipeline.ledger.index says why DuckDB, fed by
+Why DuckDB on disk under the plan's memory limit (pipeline.ledger.spill says why DuckDB, fed by
 pyarrow's reader): the newest page of every document against the rows already written is a join
 whose size grows with the output. Only narrow keys enter DuckDB: a document id, a timestamp, and
 where a row lies (its file's number in the listing, its row in that file). The wide columns
@@ -12,15 +12,14 @@ each batch reads few files and the whole step reads the pages about once.
 """
 from __future__ import annotations
 
-import tempfile
 from typing import Iterator
 
-import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from pageray.pipeline.ledger.index import BATCH_ROWS, DUCKDB_CONFIG, Scope
+from pageray.pipeline.ledger.index import Scope
 from pageray.pipeline.ledger.locate import located, rows_by_file
+from pageray.pipeline.ledger.spill import BATCH_ROWS, SpillDB
 
 # A row written before `method` and `grounding` existed is made again, once (its stamp reads null).
 # Each step is one aggregate or one join, so that each can spill on its own.
@@ -50,13 +49,10 @@ class StaleDocuments:
     in DuckDB on disk. Use as a context manager: the database and its spill files go on exit."""
 
     def __init__(self, pages: pads.Dataset | None, documents: pads.Dataset | None, scope: Scope):
-        self._tmp = tempfile.TemporaryDirectory(prefix="pageray-documents-")
-        self._failed: list[BaseException] = []
-        self._db = duckdb.connect(f"{self._tmp.name}/documents.duckdb",
-                                  config={**DUCKDB_CONFIG, "temp_directory": f"{self._tmp.name}/spill"})
-        self._db.execute("SET enable_progress_bar = false")
-        page_keys = located(pages, ["doc_id", "created_at"], scope, self._failed)
-        rows = located(documents, ["doc_id", "pages_created_at", "method"], scope, self._failed)
+        self._spill = SpillDB("documents")
+        self._db = self._spill.db
+        page_keys = located(pages, ["doc_id", "created_at"], scope, self._spill.failed)
+        rows = located(documents, ["doc_id", "pages_created_at", "method"], scope, self._spill.failed)
         try:
             self._index(page_keys, rows)
         except BaseException:
@@ -64,7 +60,7 @@ class StaleDocuments:
             raise
 
     def _index(self, page_keys: pa.RecordBatchReader, rows: pa.RecordBatchReader) -> None:
-        with self._errors():
+        with self._spill.errors():
             self._db.register("page_keys", page_keys)
             self._db.register("document_stream", rows)
             # the method's text is not needed, only whether there is one
@@ -78,7 +74,7 @@ class StaleDocuments:
         """The stale documents, `size` at a time, with the numbers of the page files holding them."""
         docs: list[str] = []
         files: set[int] = set()
-        with self._errors(), self._db.sql(_CHUNKS).to_arrow_reader(BATCH_ROWS) as reader:
+        with self._spill.errors(), self._db.sql(_CHUNKS).to_arrow_reader(BATCH_ROWS) as reader:
             for batch in reader:
                 for doc, file in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
                     if not docs or docs[-1] != doc:
@@ -92,32 +88,14 @@ class StaleDocuments:
 
     def dropped(self) -> Iterator[tuple[int, pa.Array]]:
         """(number of a document file, its rows to drop): rows of stale and orphaned documents."""
-        with self._errors(), self._db.sql(_DROPPED).to_arrow_reader(BATCH_ROWS) as reader:
+        with self._spill.errors(), self._db.sql(_DROPPED).to_arrow_reader(BATCH_ROWS) as reader:
             yield from rows_by_file(reader)
 
-    def _errors(self):
-        return _StorageErrors(self._failed)
-
     def close(self) -> None:
-        self._db.close()
-        self._tmp.cleanup()
+        self._spill.close()
 
     def __enter__(self) -> "StaleDocuments":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _StorageErrors:
-    """A read that failed inside DuckDB raises the storage's own error, as every other read gives it."""
-
-    def __init__(self, failed: list[BaseException]):
-        self._failed = failed
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if isinstance(exc, duckdb.Error) and self._failed:
-            raise self._failed[0] from None
