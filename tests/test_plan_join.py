@@ -194,20 +194,3 @@ def _check_plan(inbox, out: str, rows: list[dict], options: dict) -> None:
     assert min(want["kinds"][k] for k in (("new", "forced") if options.get("force") else
                                           ("new", "changed", "resumed", "retried", "skipped"))) > 50
     assert len(want["duplicated"]) > 100 and len(want["current_versions"]) > 100
-
-
-def test_the_plan_classifies_the_same_when_the_rows_take_several_passes(filled, monkeypatch):
-    """Past PASS_ROWS committed rows, the index aggregates a share of the documents a pass."""
-    from pageray.pipeline.ledger import index
-
-    class CountedPasses(str):
-        def format(self, **parts):
-            passes.append(parts["rows"])
-            return str.format(self, **parts)
-
-    passes: list[str] = []
-    inbox, out, rows = filled
-    monkeypatch.setattr(index, "PASS_ROWS", len(rows) // 7)  # rows of this scope: a few fewer
-    monkeypatch.setattr(index, "_VERSIONS", CountedPasses(index._VERSIONS))
-    _check_plan(inbox, str(out), rows, {"prune": True})
-    assert len(passes) >= 6 and all(f"hash(doc_id) % {len(passes)} = {i})" in p for i, p in enumerate(passes))

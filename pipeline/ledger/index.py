@@ -29,32 +29,27 @@ READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
 # A version is a document's rows of one (size, mtime); a missing size/mtime is (0, 0), as listed.
 # A page is committed when any of its rows is final; a version is retried when any row is not.
-# Each step is one aggregate or one join, so that each can spill on its own. Every step is per
-# document, so the committed rows can be taken a share of documents at a time (`_partitions`).
+# Each step is one aggregate or one join, so that each can spill on its own.
 _VERSIONS = """
-CREATE OR REPLACE TABLE pages AS
+CREATE TABLE pages AS
   SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime,
          coalesce(page_index, -1) AS page, count(*) AS n_rows, bool_or(settled) AS final,
          bool_and(settled) AS all_final, max(coalesce(page_count, 0)) AS page_count,
          max(coalesce(epoch_us(created_at), 0)) AS created
-  FROM {rows} GROUP BY ALL;
-CREATE OR REPLACE TABLE counted AS
+  FROM committed_rows GROUP BY ALL;
+CREATE TABLE counted AS
   SELECT doc_id, size, mtime, count(*) FILTER (WHERE final) AS committed,
          sum(n_rows) > count(*) AS duplicated, NOT bool_and(all_final) AS retried,
          max(page_count) AS page_count, max(created) AS created
   FROM pages GROUP BY ALL;
 -- the pages a resumed or retried run keeps: only for versions that are not complete
-CREATE OR REPLACE TABLE kept AS
+CREATE TABLE kept AS
   SELECT p.doc_id, p.size, p.mtime, list(p.page ORDER BY p.page) FILTER (WHERE p.final) AS pages
   FROM pages p JOIN counted c USING (doc_id, size, mtime)
   WHERE c.committed < greatest(c.page_count, 1) OR c.retried GROUP BY ALL;
-{into} SELECT * FROM counted LEFT JOIN kept USING (doc_id, size, mtime);
+CREATE TABLE versions AS SELECT * FROM counted LEFT JOIN kept USING (doc_id, size, mtime);
 DROP TABLE pages; DROP TABLE counted; DROP TABLE kept;
 """
-# Committed rows per pass of _VERSIONS. DuckDB's hash aggregate under the 64 MB limit ran out of
-# memory on 100,000,000 rows (1,000,000 documents of 100 pages) in one pass (it partitions its
-# table into more blocks than the limit holds as the groups grow); 10,000,000 rows passed.
-PASS_ROWS = 5_000_000
 # Each listed document with every version the output holds of it (one row per version, or one
 # with no version), then in listing order: the join and the sort as two steps, each of which
 # spills on its own (the two in one query ran out of memory under the limit).
@@ -181,28 +176,15 @@ class CommittedIndex:
         self._db = self._spill.db
         try:
             with self._spill.errors():
-                self._versions(rows)
+                self._db.register("committed_rows", rows)
+                self._db.execute(_VERSIONS)
+                self._db.unregister("committed_rows")
                 empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
         except BaseException:
             self.close()
             raise
         if empty:
             self.close()  # nothing of this scope: the listing streams straight through
-
-    def _versions(self, rows: pa.RecordBatchReader) -> None:
-        """The table `versions` from the committed rows: in one pass while they are few; else
-        stored first (on disk, as DuckDB stores every table here), then a share of the documents
-        (by a hash of doc_id) a pass, each pass's aggregates no larger than one of PASS_ROWS rows."""
-        db = self._db
-        db.register("committed_rows", rows)
-        db.execute("CREATE TABLE committed AS SELECT * FROM committed_rows")
-        db.unregister("committed_rows")
-        passes = max(1, -(-db.execute("SELECT count(*) FROM committed").fetchone()[0] // PASS_ROWS))
-        for share in range(passes):
-            part = "committed" if passes == 1 else \
-                f"(SELECT * FROM committed WHERE hash(doc_id) % {passes} = {share})"
-            db.execute(_VERSIONS.format(rows=part, into="INSERT INTO versions" if share else "CREATE TABLE versions AS"))
-        db.execute("DROP TABLE committed")
 
     def match(self, listing: Iterable[DocRef]) -> Iterator[tuple[DocRef, Match]]:
         """Each listed document with what the output holds of it, in listing order. With
