@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -112,6 +112,16 @@ class OutputFolder:
             return None
         return pads.dataset([i.path for i in parts], schema=schema, filesystem=self.fs, format="parquet",
                             exclude_invalid_files=True)
+
+    @staticmethod
+    def each_file(dataset: pads.FileSystemDataset) -> Iterator[tuple[int, pads.Dataset]]:
+        """(number, a dataset of that one file) for each file of `dataset`, with its schema. A
+        dataset keeps the footer of every file it has read (about 0.35 MiB for a merged file of
+        100,000 rows): a scan of 100 million pages through one grew the driver by 0.37 GiB,
+        through one a file by nothing."""
+        for number, path in enumerate(dataset.files):
+            yield number, pads.dataset([path], schema=dataset.schema, filesystem=dataset.filesystem,
+                                       format=dataset.format)
 
     # writing
     def _check_fence(self) -> None:

@@ -29,14 +29,40 @@ READ_SCHEMA = pa.schema([output_schema(pa.null()).field(c).with_nullable(True)
                          for c in INDEX_COLUMNS + ["schema_id", "model_id"]])
 # A version is a document's rows of one (size, mtime); a missing size/mtime is (0, 0), as listed.
 # A page is committed when any of its rows is final; a version is retried when any row is not.
-# Each step is one aggregate or one join, so that each can spill on its own.
-_VERSIONS = """
-CREATE TABLE pages AS
-  SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime,
-         coalesce(page_index, -1) AS page, count(*) AS n_rows, bool_or(settled) AS final,
+#
+# Most versions are whole: one final row for each page 0..page_count-1. Those are found with one
+# aggregate per version, not per page: the sum of hash(page) over its rows equals the sum over
+# 0..page_count-1 (`whole_hash`) with as many rows as pages (a different set of pages matches only
+# by a 64-bit hash collision). A per-page aggregate grouped 100,000,000 pages one group each and
+# ran out of DuckDB's memory (at 64 and at 256 MB); grouped per version, 1,000,000 documents of
+# 100 pages each plan in the same memory as of 1 page. The pages of the other versions (resumed,
+# retried, doubled, document-level errors) are read again and grouped per page: their pages
+# matter one by one. Each step is one aggregate or one join, so that each can spill on its own.
+_WHOLE = """
+CREATE TABLE summaries AS
+  SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime, count(*) AS n_rows,
          bool_and(settled) AS all_final, max(coalesce(page_count, 0)) AS page_count,
-         max(coalesce(epoch_us(created_at), 0)) AS created
+         max(coalesce(epoch_us(created_at), 0)) AS created, sum(hash(coalesce(page_index, -1))) AS pages_hash
   FROM committed_rows GROUP BY ALL;
+CREATE TABLE whole_hash AS
+  SELECT i + 1 AS n, sum(hash(i)) OVER (ORDER BY i ROWS UNBOUNDED PRECEDING) AS pages_hash
+  FROM range((SELECT least(max(page_count), 1000000) FROM summaries)) t(i);
+CREATE TABLE versions AS
+  SELECT doc_id, size, mtime, page_count AS committed, false AS duplicated, false AS retried, page_count,
+         created, NULL::INTEGER[] AS pages
+  FROM summaries s JOIN whole_hash w ON w.n = s.page_count AND w.pages_hash = s.pages_hash
+  WHERE s.all_final AND s.n_rows = s.page_count;
+CREATE TABLE others AS SELECT doc_id, size, mtime FROM summaries ANTI JOIN versions USING (doc_id, size, mtime);
+DROP TABLE summaries; DROP TABLE whole_hash;
+"""
+_OTHERS = """
+CREATE TABLE pages AS
+  SELECT doc_id, size, mtime, page, count(*) AS n_rows, bool_or(settled) AS final,
+         bool_and(settled) AS all_final, max(page_count) AS page_count, max(created) AS created
+  FROM (SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime,
+               coalesce(page_index, -1) AS page, settled, coalesce(page_count, 0) AS page_count,
+               coalesce(epoch_us(created_at), 0) AS created FROM committed_rows) r
+  SEMI JOIN others USING (doc_id, size, mtime) GROUP BY doc_id, size, mtime, page;
 CREATE TABLE counted AS
   SELECT doc_id, size, mtime, count(*) FILTER (WHERE final) AS committed,
          sum(n_rows) > count(*) AS duplicated, NOT bool_and(all_final) AS retried,
@@ -47,7 +73,9 @@ CREATE TABLE kept AS
   SELECT p.doc_id, p.size, p.mtime, list(p.page ORDER BY p.page) FILTER (WHERE p.final) AS pages
   FROM pages p JOIN counted c USING (doc_id, size, mtime)
   WHERE c.committed < greatest(c.page_count, 1) OR c.retried GROUP BY ALL;
-CREATE TABLE versions AS SELECT * FROM counted LEFT JOIN kept USING (doc_id, size, mtime);
+INSERT INTO versions
+  SELECT doc_id, size, mtime, committed, duplicated, retried, page_count, created, pages
+  FROM counted LEFT JOIN kept USING (doc_id, size, mtime);
 DROP TABLE pages; DROP TABLE counted; DROP TABLE kept;
 """
 # Each listed document with every version the output holds of it (one row per version, or one
@@ -143,17 +171,20 @@ def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy,
     ds = folder.pages_dataset(READ_SCHEMA)
     if ds is None:
         return None
-    scanner = ds.scanner(columns=INDEX_COLUMNS, filter=pc.field("doc_id").is_valid() & scope.expression(),
-                         batch_size=SCAN_ROWS, batch_readahead=1, fragment_readahead=1, use_threads=False,
-                         # the system allocator gives freed batches back; the default pool keeps
-                         # them, tens of MiB at the driver's peak for nothing
-                         memory_pool=pa.system_memory_pool())
-    schema = scanner.projected_schema.append(pa.field("settled", pa.bool_()))
+    ours = pc.field("doc_id").is_valid() & scope.expression()
+    schema = pa.schema([READ_SCHEMA.field(c) for c in INDEX_COLUMNS]).append(pa.field("settled", pa.bool_()))
+
     def batches():
         try:
-            for batch in scanner.to_batches():
-                if batch.num_rows:
-                    yield batch.append_column("settled", pa.array(policy.settled(batch)))
+            for _, one in folder.each_file(ds):
+                scanner = one.scanner(columns=INDEX_COLUMNS, filter=ours, batch_size=SCAN_ROWS, batch_readahead=1,
+                                      use_threads=False,
+                                      # the system allocator gives freed batches back; the default
+                                      # pool keeps them, tens of MiB at the driver's peak for nothing
+                                      memory_pool=pa.system_memory_pool())
+                for batch in scanner.to_batches():
+                    if batch.num_rows:
+                        yield batch.append_column("settled", pa.array(policy.settled(batch)))
         except Exception as exc:
             failed.append(exc)
             raise
@@ -169,22 +200,33 @@ class CommittedIndex:
         self._spill: SpillDB | None = None
         self._db = None
         failed: list[BaseException] = []
-        rows = _committed_rows(folder, scope, policy or RetryPolicy(), failed)
+        policy = policy or RetryPolicy()
+        rows = _committed_rows(folder, scope, policy, failed)
         if rows is None:
             return
         self._spill = SpillDB("plan", failed)
         self._db = self._spill.db
         try:
             with self._spill.errors():
-                self._db.register("committed_rows", rows)
-                self._db.execute(_VERSIONS)
-                self._db.unregister("committed_rows")
+                self._versions(rows, lambda: _committed_rows(folder, scope, policy, failed))
                 empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
         except BaseException:
             self.close()
             raise
         if empty:
             self.close()  # nothing of this scope: the listing streams straight through
+
+    def _versions(self, rows: pa.RecordBatchReader, read_again) -> None:
+        """The table `versions`: whole versions from one read of the rows, the others' pages
+        from a second read (only when there are others)."""
+        db = self._db
+        db.register("committed_rows", rows)
+        db.execute(_WHOLE)
+        if db.execute("SELECT count(*) FROM others").fetchall()[0][0]:
+            db.register("committed_rows", read_again())
+            db.execute(_OTHERS)
+        db.unregister("committed_rows")
+        db.execute("DROP TABLE others")
 
     def match(self, listing: Iterable[DocRef]) -> Iterator[tuple[DocRef, Match]]:
         """Each listed document with what the output holds of it, in listing order. With

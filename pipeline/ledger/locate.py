@@ -35,11 +35,10 @@ def located(dataset: pads.Dataset | None, columns: list[str], scope: Scope,
 
     def batches():
         try:
-            for number, fragment in enumerate(dataset.get_fragments() if dataset is not None else ()):
+            for number, one in OutputFolder.each_file(dataset) if dataset is not None else ():
                 start = 0
-                for batch in pads.Scanner.from_fragment(
-                        fragment, schema=dataset.schema, columns=names, batch_size=SCAN_ROWS, batch_readahead=1,
-                        use_threads=False, memory_pool=pa.system_memory_pool()).to_batches():
+                for batch in one.scanner(columns=names, batch_size=SCAN_ROWS, batch_readahead=1,
+                                         use_threads=False, memory_pool=pa.system_memory_pool()).to_batches():
                     n = batch.num_rows
                     # the row's place in its file is counted before the scope's filter
                     batch = batch.append_column("file", pa.array([number] * n, pa.int32())) \
