@@ -21,7 +21,7 @@ from pageray.pipeline.storage import doc_id_for
 
 CASES = ["new", "complete", "doc_error", "changed", "changed_and_current", "resumed", "retried",
          "retried_then_ok", "render_timeout", "page_skipped", "file_too_large", "doubled", "other_scope",
-         "no_version"]
+         "no_version", "doubled_with_a_gap"]
 UNLISTED = ["single", "several", "several_tied", "doubled", "several_doubled"]
 
 
@@ -62,6 +62,8 @@ def _rows_for(rng: random.Random, case: str, uri: str, size: int, mtime: int) ->
     if case in ("doubled", "several_doubled"):
         extra = [page(p, version=(size + 3, mtime)) for p in pages] if case == "several_doubled" else []
         return [page(p) for p in pages] + [page(rng.randrange(n), minutes=2)] + extra
+    if case == "doubled_with_a_gap":  # as many rows as pages, but page 0 twice and the last missing
+        return [page(p, count=n + 1) for p in pages] + [page(0, count=n + 1, minutes=2)]
     if case == "other_scope":
         return [page(p, scope=OTHER) for p in pages]
     if case == "no_version":
