@@ -196,3 +196,33 @@ def _check_plan(inbox, out: str, rows: list[dict], options: dict) -> None:
     assert min(want["kinds"][k] for k in (("new", "forced") if options.get("force") else
                                           ("new", "changed", "resumed", "retried", "skipped"))) > 50
     assert len(want["duplicated"]) > 100 and len(want["current_versions"]) > 100
+
+
+def test_whole_versions_are_classified_from_one_read_of_the_rows(tmp_path, monkeypatch):
+    """One final row per page: found by one aggregate per version, and the rows are not read
+    again (what planning 100 million pages rests on). A page twice: read again, per page."""
+    from outputs import commit, document
+    from pageray.pipeline.ledger import index
+    from pageray.pipeline.storage import DocRef
+
+    reads = []
+    real = index._committed_rows
+    monkeypatch.setattr(index, "_committed_rows", lambda *args: reads.append(1) or real(*args))
+    out, inbox = tmp_path / "out", tmp_path / "in"
+    inbox.mkdir()
+    listing = []
+    for i, pages in enumerate([1, 3, 40]):
+        path, mtime = document(inbox, f"d{i}.pdf", 10 + i)
+        commit(out, f"r{i}", path, range(pages), 10 + i, mtime, page_count=pages)
+        listing.append(DocRef(str(path), 10 + i, mtime))
+
+    def matches():
+        with index.CommittedIndex(OutputFolder(str(out)), SCOPE) as committed:
+            return [m.current for _, m in committed.match(listing)]
+
+    assert [(v.committed, v.page_count, v.duplicated) for v in matches()] == [(1, 1, False), (3, 3, False),
+                                                                              (40, 40, False)]
+    assert reads == [1]
+    commit(out, "again", listing[1].uri, [2], 11, listing[1].mtime_ns, page_count=3, minutes=5)
+    reads.clear()
+    assert [v.duplicated for v in matches()] == [False, True, False] and reads == [1, 1]

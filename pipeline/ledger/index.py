@@ -11,10 +11,11 @@ why), so the driver's memory does not grow with what is committed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from pageray.pipeline.datamodel import output_schema
 from pageray.pipeline.ledger.folder import OutputFolder
@@ -42,10 +43,10 @@ _WHOLE = """
 CREATE TABLE summaries AS
   SELECT doc_id, coalesce(doc_size, 0) AS size, coalesce(doc_mtime_ns, 0) AS mtime, count(*) AS n_rows,
          bool_and(settled) AS all_final, max(coalesce(page_count, 0)) AS page_count,
-         max(coalesce(epoch_us(created_at), 0)) AS created, sum(hash(coalesce(page_index, -1))) AS pages_hash
+         max(coalesce(epoch_us(created_at), 0)) AS created, sum(hash(coalesce(page_index, -1)::BIGINT)) AS pages_hash
   FROM committed_rows GROUP BY ALL;
 CREATE TABLE whole_hash AS
-  SELECT i + 1 AS n, sum(hash(i)) OVER (ORDER BY i ROWS UNBOUNDED PRECEDING) AS pages_hash
+  SELECT i + 1 AS n, sum(hash(i::BIGINT)) OVER (ORDER BY i ROWS UNBOUNDED PRECEDING) AS pages_hash
   FROM range((SELECT least(max(page_count), 1000000) FROM summaries)) t(i);
 CREATE TABLE versions AS
   SELECT doc_id, size, mtime, page_count AS committed, false AS duplicated, false AS retried, page_count,
@@ -164,19 +165,16 @@ def _with_version(match: Match, current: bool | None, committed: int | None, pag
                             retried=retried, pages=frozenset(pages or ())), match.others)
 
 
-def _committed_rows(folder: OutputFolder, scope: Scope, policy: RetryPolicy,
-                    failed: list[BaseException]) -> pa.RecordBatchReader | None:
+def _committed_rows(ds: pads.FileSystemDataset, scope: Scope, policy: RetryPolicy,
+                    failed: list[BaseException]) -> pa.RecordBatchReader:
     """The scope's rows as a stream of batches, each with `settled` (is the row final); what
     reading them raised goes to `failed` too (DuckDB reports it as its own error)."""
-    ds = folder.pages_dataset(READ_SCHEMA)
-    if ds is None:
-        return None
     ours = pc.field("doc_id").is_valid() & scope.expression()
     schema = pa.schema([READ_SCHEMA.field(c) for c in INDEX_COLUMNS]).append(pa.field("settled", pa.bool_()))
 
     def batches():
         try:
-            for _, one in folder.each_file(ds):
+            for _, one in OutputFolder.each_file(ds):
                 scanner = one.scanner(columns=INDEX_COLUMNS, filter=ours, batch_size=SCAN_ROWS, batch_readahead=1,
                                       use_threads=False,
                                       # the system allocator gives freed batches back; the default
@@ -201,14 +199,14 @@ class CommittedIndex:
         self._db = None
         failed: list[BaseException] = []
         policy = policy or RetryPolicy()
-        rows = _committed_rows(folder, scope, policy, failed)
-        if rows is None:
+        ds = folder.pages_dataset(READ_SCHEMA)  # one listing of the part files for both reads
+        if ds is None:
             return
         self._spill = SpillDB("plan", failed)
         self._db = self._spill.db
         try:
             with self._spill.errors():
-                self._versions(rows, lambda: _committed_rows(folder, scope, policy, failed))
+                self._versions(lambda: _committed_rows(ds, scope, policy, failed))
                 empty = not self._db.execute("SELECT count(*) FROM versions").fetchone()[0]
         except BaseException:
             self.close()
@@ -216,14 +214,14 @@ class CommittedIndex:
         if empty:
             self.close()  # nothing of this scope: the listing streams straight through
 
-    def _versions(self, rows: pa.RecordBatchReader, read_again) -> None:
+    def _versions(self, read: Callable[[], pa.RecordBatchReader]) -> None:
         """The table `versions`: whole versions from one read of the rows, the others' pages
         from a second read (only when there are others)."""
         db = self._db
-        db.register("committed_rows", rows)
+        db.register("committed_rows", read())
         db.execute(_WHOLE)
         if db.execute("SELECT count(*) FROM others").fetchall()[0][0]:
-            db.register("committed_rows", read_again())
+            db.register("committed_rows", read())
             db.execute(_OTHERS)
         db.unregister("committed_rows")
         db.execute("DROP TABLE others")
