@@ -42,9 +42,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         elif item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
-    # Longest first: with two test processes (`-n 2`, worksteal) the suite ends when the last long
-    # test does, so these start at once, then the other whole runs, then the units (which the
-    # process that is not busy with these takes). Only the order changes; alone it is the same.
+    # Longest first: with two test processes (`-n 2`, a module to a process) the suite ends when
+    # the last long module does, so these start at once, then the other whole runs, then the units
+    # (which the process that is not busy with these takes). Only the order changes.
     def cost_rank(item) -> tuple[int, int]:
         if not item.get_closest_marker("slow"):
             return 2, 0

@@ -41,6 +41,9 @@ CASES = [
     (CODE, b'"AB-1', b'00"'),
     (UUID, b'"0123', b'0000-0000-0000-0000-000000000000"'),
     (EMAIL, b'"', b'0@0"'),
+    # a quoted local part's escaped quote does not close the string (found by the random walks)
+    (EMAIL, b'"\\"', b'\\"@0"'),
+    (obj(e=EMAIL, n=BIG), b'{"e":"\\"', b'\\"@0","n":100000}'),
     (STAMP, b'"2024-02-2', b'0T00:00"'),
     (STAMP, b'"', b'0001-01-01T00:00"'),  # no year 0000: no timestamp holds it
     (CLOCK, b'"2', b'0:00"'),

@@ -30,6 +30,7 @@ def invoice_run(ray_local, samples, tiny_model, tmp_path_factory):
     import pageray.schemas
 
     out = tmp_path_factory.mktemp("out")
+    SCHEMA_LOADS.clear()  # this run's loads only, however often the fixture is made
     real = pageray.schemas.load_schema
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pageray.schemas, "load_schema", lambda spec: SCHEMA_LOADS.append(spec) or real(spec))

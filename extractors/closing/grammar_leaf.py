@@ -160,12 +160,24 @@ def is_leaf(schema: dict) -> bool:
     return kind in ("number", "integer") and any(key in schema for key in NUMERIC)
 
 
+def _string_end(data: bytes, pos: int) -> int:
+    """Just past the quote that closes the string opened at `pos`, or 0 if none has yet. Most
+    leaf strings hold no escapes (xgrammar writes them raw), but an email's quoted local part may
+    hold an escaped quote (`"\\""@host`, found by the grammar's random walks), which does not close it."""
+    start = pos + 1
+    while (quote := data.find(b'"', start)) >= 0:
+        backslashes = quote - len(data[pos + 1:quote].rstrip(b"\\")) - pos - 1
+        if backslashes % 2 == 0:
+            return quote + 1
+        start = quote + 1
+    return 0
+
+
 def scan(schema: dict, data: bytes, pos: int) -> tuple[int, bytes | None]:
     """A `partial_json` scanner for a leaf: (end, None) for a whole value, else (len(data),
-    its shortest tail). Leaf strings hold no escapes (xgrammar writes them raw), so a string
-    ends at its first quote after the opening one."""
+    its shortest tail)."""
     if schema["type"] == "string":
-        end = data.find(b'"', pos + 1) + 1
+        end = _string_end(data, pos)
     else:
         end = bare_token(data, pos)
         end = end if end < len(data) else 0
