@@ -42,21 +42,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         elif item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
-    # Longest first: with two test processes (`-n 2`, a module to a process) the suite ends when
-    # the last long module does, so these start at once, then the other whole runs, then the units
-    # (which the process that is not busy with these takes). Only the order changes.
-    def cost_rank(item) -> tuple[int, int]:
-        if not item.get_closest_marker("slow"):
-            return 2, 0
-        if item.path.name in LONGEST_FIRST:
-            return 0, LONGEST_FIRST.index(item.path.name)
-        return 1, 0
-    items.sort(key=cost_rank)
-
-
-# the longest modules of the last measured run (`--durations`), longest first
-LONGEST_FIRST = ["test_readme.py", "test_pydantic_e2e.py", "test_lost.py", "test_soak.py", "test_cluster.py",
-                 "test_resume.py", "test_job_submit.py", "test_hostile.py"]
 
 
 @pytest.fixture(scope="session")
