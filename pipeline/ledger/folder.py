@@ -117,8 +117,8 @@ class OutputFolder:
     def each_file(dataset: pads.FileSystemDataset) -> Iterator[tuple[int, pads.Dataset]]:
         """(number, a dataset of that one file) for each file of `dataset`, with its schema. A
         dataset keeps the footer of every file it has read (about 0.35 MiB for a merged file of
-        100,000 rows): a scan of 100 million pages through one grew the driver by 0.37 GiB,
-        through one a file by nothing."""
+        100,000 rows): a scan of 100 million pages through one dataset grew the driver by 0.37
+        GiB, through a dataset per file by nothing."""
         for number, path in enumerate(dataset.files):
             yield number, pads.dataset([path], schema=dataset.schema, filesystem=dataset.filesystem,
                                        format=dataset.format)
