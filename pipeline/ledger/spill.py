@@ -21,7 +21,7 @@ from typing import Iterator
 import duckdb
 
 # DuckDB's share of the driver's memory; past it, it spills to the temporary folder. 48 MB was
-# the least that aggregated 1,000,000 documents' pages; 64 MB leaves room for larger outputs.
+# the least with which the plan's old per-page aggregate ran over 1,000,000 documents; 64 MB kept.
 # One thread: its rows come from one Python stream anyway, and each thread adds its own buffers.
 DUCKDB_CONFIG = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
 BATCH_ROWS = 16_384  # rows per Arrow batch into and out of DuckDB
