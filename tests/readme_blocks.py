@@ -2,8 +2,10 @@
 
 A block is a fenced block with a language (```bash, ```python, ```sql, ```yaml); a fence without one
 is sample output or a diagram. An HTML comment on the line before a fence tells the test how to
-treat it: `<!-- readme-test: skip (why) -->` (needs a download, a GPU, or is the test command itself)
-or `<!-- readme-test: run in a pageray checkout -->` (commands that upload the checkout).
+treat it: `<!-- readme-test: skip (why) -->` (needs a download, a GPU, or is the test command itself),
+`<!-- readme-test: run in a pageray checkout -->` (commands that upload the checkout), or
+`<!-- readme-test: run by tests/FILE.py (why) -->` (a test that goes on from what the block leaves,
+and runs it as written there, so that it is run once).
 """
 from __future__ import annotations
 
@@ -27,6 +29,12 @@ class Block:
     @property
     def skipped(self) -> bool:
         return self.mark.startswith("skip")
+
+    @property
+    def run_by(self) -> str:
+        """The test file that runs the block (`run by tests/x.py (why)`), "" for tests/test_readme.py."""
+        found = re.match(r"run by (\S+)", self.mark)
+        return found.group(1) if found else ""
 
     @property
     def in_checkout(self) -> bool:

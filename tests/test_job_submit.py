@@ -1,16 +1,44 @@
 """`ray job submit` from a pageray checkout with the README's runtime env, to the session's Ray head
-(`ray start --head`: conftest's ray_head). That a submitted job writes the same output as `pageray
-extract` joining the same cluster through RAY_ADDRESS is checked on test_pydantic_e2e's runs, which
-run the same flags both ways."""
+(`ray start --head`: conftest's ray_head). The README's own command (its block marked `run by
+tests/test_job_submit.py`) runs here as written, paths substituted as tests/test_readme.py does,
+because what follows needs its install: the checkout is edited and submitted again. That a
+submitted job writes the same output as `pageray extract` joining the same cluster through
+RAY_ADDRESS is checked on test_pydantic_e2e's runs, which run the same flags both ways."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import duckdb
 import pytest
-from clusters import BIN, Cluster, copy_checkout
+from clusters import AGENT_NOT_READY, BIN, REPO, Cluster, copy_checkout
+from readme_blocks import readme_blocks, shell_commands, substitute
 
 pytestmark = pytest.mark.slow
+HERE = "tests/test_job_submit.py"
+
+
+def readme_command() -> str:
+    """The README's runtime-env job command: the one command of the blocks it marks `run by` this file."""
+    blocks = [b for b in readme_blocks((REPO / "README.md").read_text(encoding="utf-8")) if b.run_by == HERE]
+    commands = [c for b in blocks for c in shell_commands(b.text)]
+    assert len(commands) == 1 and "--runtime-env jobs/runtime_env.yaml" in commands[0], commands
+    return commands[0]
+
+
+def run_as_written(command: str, checkout: Path, cluster: Cluster) -> subprocess.CompletedProcess:
+    """The README's command, from the checkout, retried while the head's agent is not yet taking jobs
+    (Ray's own message says to retry)."""
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=checkout,
+                              env={**cluster.env, "PATH": f"{BIN}:{cluster.env.get('PATH', '')}"},
+                              capture_output=True, text=True, timeout=900)
+        if AGENT_NOT_READY not in done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(2)
 
 
 def submit_from(cluster: Cluster, checkout: Path) -> subprocess.CompletedProcess:
@@ -21,7 +49,8 @@ def submit_from(cluster: Cluster, checkout: Path) -> subprocess.CompletedProcess
                           cwd=checkout, env=cluster.env, capture_output=True, text=True, timeout=900)
 
 
-def test_the_runtime_env_runs_the_submitted_checkout_and_never_an_older_install(ray_head, tmp_path):
+def test_the_runtime_env_runs_the_submitted_checkout_and_never_an_older_install(ray_head, samples, tiny_model,
+                                                                                  tmp_path):
     """Ray pip-installs the checkout once per runtime env text and reuses it (ray-project/ray#41827):
     a job from an edited checkout is refused, and the tag on the pip line installs it anew. On the
     session's cluster, with a pip line no other test submits (a tag of this test's own, after the
@@ -37,9 +66,15 @@ def test_the_runtime_env_runs_the_submitted_checkout_and_never_an_older_install(
     own = f" {tmp_path.name}\""  # this test's own pip line; the tag the user changes stays first
     env_file.write_text(text.replace("# install 1\"", "# install 1" + own))
 
-    first = submit_from(ray_head, checkout)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "Usage: python -m pageray.jobs.extract" in first.stdout
+    pdfs, out = tmp_path / "pdfs", tmp_path / "job-out"
+    pdfs.mkdir()
+    shutil.copy(samples / "invoice.pdf", pdfs)
+    command = substitute(readme_command(), {"/shared/pdfs": str(pdfs), "s3://bucket/out": str(out),
+                                            "/models/idefics2-8b": str(tiny_model),
+                                            "http://head:8265": ray_head.dashboard_address})
+    first = run_as_written(command, checkout, ray_head)
+    assert first.returncode == 0, f"README command failed: {command}\n" + first.stdout[-3000:] + first.stderr[-3000:]
+    assert ("ok",) in duckdb.sql(f"select status from read_parquet('{out}/data/*.parquet')").fetchall()
 
     marker.write_text("SUBMITTED = 2\n")  # the user edits the code and submits again
     stale = submit_from(ray_head, checkout)

@@ -164,9 +164,8 @@ def load_model(spec: ModelSpec):
 def preflight(spec: ModelSpec) -> None:
     """Fail fast in the driver, before any work, when the model cannot be found at all or an
     option needs a package that is not installed. This assumes the workers run the driver's
-    environment (the same image, or the job's runtime_env); install the package there too."""
-    from transformers import AutoConfig
-
+    environment (the same image, or the job's runtime_env); install the package there too.
+    A local folder is checked without transformers: the driver never loads the model's libraries."""
     if spec.quantize and importlib.util.find_spec("bitsandbytes") is None:
         raise ModelLoadError(f"--quantize {spec.quantize} needs bitsandbytes: pip install 'pageray[gpu]', "
                              "or drop --quantize")
@@ -178,6 +177,8 @@ def preflight(spec: ModelSpec) -> None:
     if local.exists():
         check_local_checkpoint(local)
         return
+    from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(spec.model)
     except (OSError, ValueError) as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from pageray.extractors.inputs import ModelInputs
+from pageray.extractors.ray_entry import ExtractFields  # torch-free: the actor imports the model side
 from pageray.pipeline.config import RunConfig
 from pageray.pipeline.datamodel import DECODE_COLUMNS, PAGE_COLUMNS, output_schema
 from pageray.pipeline.driver.extractor_memory import extractor_memory, node_shares
@@ -150,8 +151,6 @@ def extractor_pool(config: RunConfig, cluster: Cluster) -> dict[str, Any]:
 
 
 def extract_stage(config: RunConfig, schema, cluster: Cluster) -> Stage:
-    from pageray.extractors.actor import ExtractFields  # torch: loaded only when a run builds its stages
-
     return Stage("ExtractFields", ExtractFields,
                  {"spec": config.model_spec(), "schema": schema, "settings": config.extract_settings()},
                  {"batch_format": "pyarrow", **extractor_pool(config, cluster)},
