@@ -141,20 +141,6 @@ def test_real_world_pdfs_run_to_completion(ray_local, tiny_model, tmp_path):
     assert sum(record["counts"].values()) == len(rows)
 
 
-def test_the_readme_demo_runs_and_can_run_again(ray_local, tmp_path):
-    from pageray.pipeline.app.demo import run_demo
-
-    lines: list[str] = []
-    record = run_demo(tmp_path / "demo", echo=lines.append)
-    assert record["state"] == "succeeded" and record["counts"].get("ok", 0) >= 6
-    assert any("built the tiny offline Idefics2" in line for line in lines)
-    ok = duckdb.sql(f"select count(*) from read_parquet('{tmp_path}/demo/out/data/*.parquet') "
-                    "where status = 'ok' and valid").fetchall()[0][0]
-    assert ok == record["counts"]["ok"]
-    again = run_demo(tmp_path / "demo", echo=lines.append)  # the model is reused, nothing is redone
-    assert again["pages"] == 0 and again["plan"]["skipped"] == record["plan"]["new"]
-
-
 def test_small_part_files_are_merged_when_the_run_ends(invoice_run):
     out, record = invoice_run
     parts = sorted((out / "data").glob("*.parquet"))

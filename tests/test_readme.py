@@ -11,6 +11,7 @@ block marked `run by tests/FILE.py` is run as written by that test (tests/readme
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,7 @@ class Runner:
         self.home, self.checkout, self.paths, self.env = home, checkout, paths, env
         self.ran: list[str] = []
         self.seconds: dict[str, float] = {}  # per command, printed at the end (pytest -s shows them)
+        self.stdout: dict[str, str] = {}
 
     def bash(self, command: str, cwd: Path) -> None:
         command = without_install(substitute(command, self.paths))
@@ -98,6 +100,7 @@ class Runner:
                                      f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         self.ran.append(command)
         self.seconds[command] = time.monotonic() - started
+        self.stdout[command] = done.stdout
 
     def python(self, code: str) -> None:
         script = self.home / f"block{len(self.ran)}.py"
@@ -119,6 +122,16 @@ class Runner:
         text = substitute(text, self.paths)
         assert isinstance(yaml.safe_load(text), dict)
         target.write_text(text, encoding="utf-8")
+
+
+def check_demo(out: Path, printed: str) -> None:
+    """`pageray demo`'s first run: it built the tiny model and wrote valid ok rows, as its record counts them."""
+    record = json.loads((out / "_runs" / f"{newest_run_id(out)}.json").read_text())
+    assert record["state"] == "succeeded" and record["counts"].get("ok", 0) >= 6, record
+    assert "built the tiny offline Idefics2" in printed, printed[-2000:]
+    ok = duckdb.sql(f"select count(*) from read_parquet('{out}/data/*.parquet') where status = 'ok' and valid"
+                    ).fetchall()[0][0]
+    assert ok == record["counts"]["ok"]
 
 
 def newest_run_id(out: Path) -> str:
@@ -169,7 +182,13 @@ def test_the_readme_commands_run_as_written(ray_head, tiny_model, tmp_path, monk
     for command, seconds in sorted(runner.seconds.items(), key=lambda kv: -kv[1]):
         print(f"{seconds:7.1f} s  {command[:150]}")
     # what the commands were to leave behind
-    assert (home / "pageray-demo" / "out" / "data").is_dir()                          # pageray demo
+    demo = home / "pageray-demo" / "out"                                               # pageray demo
+    check_demo(demo, next(out for c, out in runner.stdout.items() if c.endswith("pageray demo")))
+    runner.bash("pageray demo", home)  # and again: the model is reused, nothing is redone
+    again = json.loads((demo / "_runs" / f"{newest_run_id(demo)}.json").read_text())
+    first = json.loads(sorted((demo / "_runs").glob("*.json"))[0].read_text())
+    assert again["run_id"] != first["run_id"] and again["pages"] == 0
+    assert again["plan"]["skipped"] == first["plan"]["new"]
     assert list((home / "tiny-idefics2").iterdir())                                   # pageray model tiny
     for out in (home / "my-out", home / "out", tmp_path / "job-out", tmp_path / "invoices", home / "sample-out"):
         rows = duckdb.sql(f"select status from read_parquet('{out}/data/*.parquet')").fetchall()
