@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from processes import processes, wait_until
 
@@ -232,23 +233,28 @@ def copy_checkout(target: Path) -> Path:
     return target
 
 
+def until_agent_ready(submit: Callable[[], subprocess.CompletedProcess],
+                      timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a job submission, again while Ray refuses it because the head's agent is not taking jobs yet.
+    The job server answers `ray job list` before the head's dashboard agent has registered; until
+    then a submission is refused (no job is created) and Ray's own message says to try again later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = submit()
+        if AGENT_NOT_READY not in done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(2)
+
+
 def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = None,
                timeout: float = 600) -> tuple[subprocess.CompletedProcess, str]:
     """`ray job submit --working-dir REPO -- python -m pageray.jobs.extract ARGS`, waiting for the end;
     returns the CLI's process and the job's final status as the job server reports it."""
     extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
-    deadline = time.monotonic() + 120
-    while True:
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
-             *extra, "--", "python", "-m", "pageray.jobs.extract", *args],
-            env=cluster.env, capture_output=True, text=True, timeout=timeout)
-        # The job server answers `ray job list` before the head's dashboard agent has
-        # registered; until then a submission is refused (no job is created) and Ray's own
-        # message says to try again later.
-        if AGENT_NOT_READY not in job.stderr or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    job = until_agent_ready(lambda: subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_address, "--working-dir", str(REPO),
+         *extra, "--", "python", "-m", "pageray.jobs.extract", *args],
+        env=cluster.env, capture_output=True, text=True, timeout=timeout))
     found = re.search(r"raysubmit_\w+", job.stdout + job.stderr)
     return job, job_status(cluster, found.group(0)) if found else "UNKNOWN (no job id in the output)"
 
@@ -256,7 +262,6 @@ def submit_job(cluster: Cluster, args: list[str], runtime_env: dict | None = Non
 def job_status(cluster: Cluster, job_id: str) -> str:
     """A job's status as the head's job server reports it: its REST API (what JobSubmissionClient
     calls), asked from this process with the cluster's token, not from a Python that imports Ray."""
-    import urllib.error
     import urllib.request
 
     request = urllib.request.Request(f"{cluster.dashboard_address}/api/jobs/{job_id}",

@@ -4,6 +4,7 @@ model. Checked in a fresh interpreter, as `pageray extract` starts: at import, a
 run does in the driver before Ray takes over (the model folder's preflight, the stages it hands Ray)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,9 +12,9 @@ MODEL_LIBRARIES = ("torch", "transformers", "xgrammar")
 
 
 def loaded_after(code: str) -> list[str]:
-    code += f"\nimport sys; print([m for m in {MODEL_LIBRARIES!r} if m in sys.modules])"
+    code += f"\nimport json, sys; print(json.dumps([m for m in {MODEL_LIBRARIES!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return eval(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_the_driver_and_its_ledger_import_no_model_library():

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
-from clusters import AGENT_NOT_READY, BIN, REPO, Cluster, copy_checkout
+from clusters import BIN, REPO, Cluster, copy_checkout, until_agent_ready
 from readme_blocks import readme_blocks, shell_commands, substitute
 
 pytestmark = pytest.mark.slow
@@ -29,16 +28,11 @@ def readme_command() -> str:
 
 
 def run_as_written(command: str, checkout: Path, cluster: Cluster) -> subprocess.CompletedProcess:
-    """The README's command, from the checkout, retried while the head's agent is not yet taking jobs
-    (Ray's own message says to retry)."""
-    deadline = time.monotonic() + 120
-    while True:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=checkout,
-                              env={**cluster.env, "PATH": f"{BIN}:{cluster.env.get('PATH', '')}"},
-                              capture_output=True, text=True, timeout=900)
-        if AGENT_NOT_READY not in done.stderr or time.monotonic() > deadline:
-            return done
-        time.sleep(2)
+    """The README's command, from the checkout, in bash as a user types it."""
+    return until_agent_ready(lambda: subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=checkout,
+        env={**cluster.env, "PATH": f"{BIN}:{cluster.env.get('PATH', '')}"}, capture_output=True, text=True,
+        timeout=900))
 
 
 def submit_from(cluster: Cluster, checkout: Path) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from clusters import AGENT_NOT_READY, BIN, REPO, copy_checkout
+from clusters import BIN, REPO, copy_checkout, until_agent_ready
 from readme_blocks import LANGUAGES, readme_blocks, shell_commands, sql_statements, substitute
 
 README = REPO / "README.md"
@@ -88,14 +88,8 @@ class Runner:
     def bash(self, command: str, cwd: Path) -> None:
         command = without_install(substitute(command, self.paths))
         started = time.monotonic()
-        deadline = started + 120
-        while True:
-            done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=self.env,
-                                  capture_output=True, text=True, timeout=900)
-            # a head's job server answers before its agent takes jobs: Ray's message says to retry
-            if AGENT_NOT_READY not in done.stderr or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        done = until_agent_ready(lambda: subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd,
+                                                        env=self.env, capture_output=True, text=True, timeout=900))
         assert done.returncode == 0, f"README command failed ({done.returncode}): {command}\n" \
                                      f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         self.ran.append(command)
