@@ -25,7 +25,7 @@ from clusters import BIN, REPO, copy_checkout, until_agent_ready
 from readme_blocks import LANGUAGES, readme_blocks, shell_commands, sql_statements, substitute
 
 README = REPO / "README.md"
-INSTALL_STEPS = ("python3 -m venv ", ". .venv/bin/activate", "pip install ")
+INSTALL_STEPS = ("python3 -m venv ", ". .venv/bin/activate", "pip install ", "uv pip install ")
 IMPORTABLE = f"{sys.executable} -c 'import pageray'"
 EXAMPLE_RUN_ID = "20260301T100000Z-abc123"
 # input documents: a page of each kind the README's queries read, and one that fails to render
@@ -57,8 +57,8 @@ def test_blocks_marks_continuations_and_cron_lines():
                                         "/opt/p/.venv/bin/pageray extract IN >> /var/log/p.log 2>&1"]
     assert sql_statements("-- one\nSELECT 1;\n-- two\nSELECT 2\nFROM t;\n") == ["-- one\nSELECT 1", "-- two\nSELECT 2\nFROM t"]
     assert substitute("/etc/p/a.yaml in /etc/p", {"/etc/p": "/x", "/etc/p/a.yaml": "/y.yaml"}) == "/y.yaml in /x"
-    assert without_install("python3 -m venv .venv && . .venv/bin/activate && pip install -e . && pageray demo") == \
-        f"{IMPORTABLE} && pageray demo"
+    assert without_install("python3 -m venv .venv && . .venv/bin/activate && pip install torch uv && "
+                           "uv pip install --compile-bytecode -e . && pageray demo") == f"{IMPORTABLE} && pageray demo"
 
 
 def test_every_readme_block_is_run_or_says_why_not():
