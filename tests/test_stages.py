@@ -76,3 +76,29 @@ def test_a_stage_that_reads_a_column_its_upstream_does_not_return_is_refused():
         check_columns([read, render], BLOCK_COLUMNS)
     with pytest.raises(ValueError, match="the plan's block items"):
         check_columns([read], ("shard",))
+
+
+def test_a_plan_is_read_by_a_few_tasks_each_opening_a_shard_once(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pageray.pipeline.ledger.folder import OutputFolder
+    from pageray.pipeline.ledger.plan_read import plan_blocks, read_plan_blocks, read_tasks
+
+    # one task per block started a worker process per block at once (pipeline.ledger.plan_read)
+    assert [read_tasks(n) for n in (1, 3, 32, 64 * 4 + 1, 100_000)] == [1, 3, 4, 5, 1563]
+    folder = OutputFolder(str(tmp_path / "out"))
+    docs = [20, 5]  # two shards: 3 and 1 blocks of 8 documents
+    for number, count in enumerate(docs):
+        path = folder.shard_path("run", number)
+        folder.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        table = pa.table({"doc_id": [f"{number}-{i}" for i in range(count)]})
+        with folder.fs.open_output_stream(path) as sink:
+            pq.write_table(table, sink, row_group_size=8)
+    blocks = plan_blocks(folder, "run", docs, 8)
+    assert [(b["start"], b["stop"]) for b in blocks] == [(0, 1), (1, 2), (2, 3), (0, 1)]
+    batch = pa.Table.from_pylist(blocks)  # what one read task gets: several blocks' items
+    read = read_plan_blocks(batch, str(tmp_path / "out"))
+    assert read.column("doc_id").to_pylist() == [f"0-{i}" for i in range(20)] + [f"1-{i}" for i in range(5)]
+    assert read_plan_blocks(batch.slice(1, 1), str(tmp_path / "out")).column("doc_id").to_pylist() == \
+        [f"0-{i}" for i in range(8, 16)]

@@ -19,7 +19,7 @@ from pageray.pipeline.ledger.merge import merge_small_files, recover
 from pageray.pipeline.ledger.heartbeat import Heartbeat
 from pageray.pipeline.ledger.lease import Lease
 from pageray.pipeline.ledger.plan import DOCS_PER_BLOCK, Plan, make_plan
-from pageray.pipeline.ledger.plan_read import plan_blocks
+from pageray.pipeline.ledger.plan_read import plan_blocks, read_tasks
 from pageray.pipeline.ledger.folder import OutputFolder, utc_now
 from pageray.pipeline.ledger.records import RunRecord, RunState, claim, versions
 from pageray.pipeline.driver.stopped import alive_nodes, lost_nodes, named_nodes, stopped_by
@@ -78,7 +78,7 @@ def build_dataset(run: ResolvedRun, plan: Plan, fence=None):
     # Set before the dataset is made: a dataset keeps the DataContext of its making.
     ray.data.DataContext.get_current().wait_for_min_actors_s = (
         ACTORS_START_TIMEOUT_S if extractors > 1 else ray.data.context.DEFAULT_WAIT_FOR_MIN_ACTORS_S)
-    dataset = ray.data.from_items(blocks, override_num_blocks=len(blocks))
+    dataset = ray.data.from_items(blocks, override_num_blocks=read_tasks(len(blocks)))
     for stage in stages:
         dataset = stage.apply(dataset)
     return dataset, stages

@@ -87,11 +87,11 @@ def check_columns(stages: Sequence[Stage], given: Sequence[str]) -> None:
 def read_plan_stage(out: str, blocks: int) -> Stage:
     # Blocks of a few documents each (pipeline.ledger.plan_read says why not read_parquet). Reading
     # one is trivial work; a full CPU reserved for it can starve a 2-core node.
-    # Then a barrier, not a reshaping (the blocks already are the right size): every block is read
-    # before rendering starts, on whichever nodes the read tasks ran, so the render pool scales out
-    # to the whole backlog at once and each node's extractor is fed. Streamed straight into
-    # rendering, the first render actor took the blocks as they came and the second node's
-    # extractor sat idle.
+    # A few read tasks read many blocks each (plan_read.read_tasks); then a barrier that cuts their
+    # rows back into the plan's blocks: every block is read before rendering starts, so the render
+    # pool scales out to the whole backlog at once and each node's extractor is fed. Streamed
+    # straight into rendering, the first render actor took the blocks as they came and the second
+    # node's extractor sat idle.
     return Stage("read plan blocks", read_plan_blocks, {"out": out},
                  {"batch_format": "pyarrow", "batch_size": None, "num_cpus": READ_CPUS},
                  needs=BLOCK_COLUMNS, gives=tuple(PLAN_SCHEMA.names), barrier_blocks=blocks)
