@@ -1,14 +1,15 @@
 """The driver's process never loads the model's libraries: torch, transformers and xgrammar cost
 seconds and hundreds of MiB at every start, and a driver (often a small head node) never runs the
 model. Checked in a fresh interpreter, as `pageray extract` starts: at import, and through what a
-run does in the driver before Ray takes over (the model folder's preflight, the stages it hands Ray)."""
+run does in the driver before Ray takes over (the model folder's preflight, the stages it hands Ray).
+Nor PyMuPDF (0.5 s): documents are opened by the render actors, never by the driver."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
-MODEL_LIBRARIES = ("torch", "transformers", "xgrammar")
+MODEL_LIBRARIES = ("torch", "transformers", "xgrammar", "pymupdf")
 
 
 def loaded_after(code: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 from pageray.pipeline.datamodel import (PAGE_COLUMNS, PIXEL_COLUMNS, Status, batch_to_rows, document_row, page_row,
                                         rows_to_columns)
 from pageray.pipeline.errors import describe
-from pageray.pipeline.render.pages import RenderLimits
+from pageray.pipeline.render.limits import RenderLimits
 from pageray.pipeline.storage import read_bytes
 
 # A batch leaves the step once it holds `images_per_batch` page images (up to 4 x 11.5 MB: the
