@@ -33,6 +33,7 @@ from processes import processes, wait_until
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 AGENT_NOT_READY = "No available agent to submit job"
+STARTED = "Ray runtime started."  # what `ray start` prints once its node is up
 
 
 def free_port() -> int:
@@ -105,6 +106,13 @@ class Node:
     def _stragglers(self) -> list[int]:
         own = self.temp_dir.encode()
         return processes(lambda cmdline: any(own + end in cmdline + b"\0" for end in (b"/", b"\0")))
+
+    def started(self) -> bool:
+        """`ray start` has printed that the node is up (its raylet registered with the GCS)."""
+        try:
+            return STARTED in self.log.read_text(errors="replace")
+        except OSError:
+            return False
 
     def log_tail(self, n: int = 3000) -> str:
         try:
@@ -181,17 +189,30 @@ class Cluster:
         return json.loads(marked[-1][len("NODES="):])
 
     def wait_for_nodes(self, count: int, timeout: float = 120) -> list[dict]:
+        """The alive nodes, once there are `count`. Each ask is a Ray driver's start (~2 s of CPU),
+        so it asks once `ray start` has said that every node is up."""
         nodes: list[dict] = []
+        deadline = time.monotonic() + timeout
+        self._wait_started(timeout)
 
         def enough() -> bool:
             self._check_alive()
             nodes[:] = self.alive_nodes()
             return len(nodes) >= count
-        if not wait_until(enough, timeout, every_s=1):
+        if not wait_until(enough, max(1.0, deadline - time.monotonic()), every_s=1):
             raise TimeoutError(f"cluster did not reach {count} nodes in {timeout} s\n" + self.logs())
         return nodes
 
+    def _wait_started(self, timeout: float) -> None:
+        def started() -> bool:
+            self._check_alive()
+            return all(node.started() for node in self.nodes)
+        if not wait_until(started, timeout, every_s=0.2):
+            raise TimeoutError(f"`ray start` did not say its node is up in {timeout} s\n" + self.logs())
+
     def wait_for_job_server(self, timeout: float = 120) -> None:
+        self._wait_started(timeout)  # each ask below is a `ray` CLI process
+
         def answers() -> bool:
             self._check_alive()
             return subprocess.run([str(BIN / "ray"), "job", "list", "--address", self.dashboard_address],

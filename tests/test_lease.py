@@ -147,8 +147,9 @@ def _overlapping_runs(head, inbox: Path, out: str, tiny_model: Path, read_pages)
     assert refused.exit_code == 2, refused.output  # refused before any work: no Ray in this process
     assert "in use by run first" in refused.output and "--wait" in refused.output
     waited = run("third", "--wait")
-    assert first.wait(300) == 0, first.stdout.read()
-    assert waited.wait(300) == 0, waited.stdout.read()
+    # communicate, not wait: a run's output left in a pipe nobody reads would block it once full
+    assert (first_output := first.communicate(timeout=300)[0]) is not None and first.returncode == 0, first_output
+    assert (waited_output := waited.communicate(timeout=300)[0]) is not None and waited.returncode == 0, waited_output
     records = {r["run_id"]: r for r in folder.runs()}
     assert set(records) == {"first", "third"}  # the refused run wrote nothing, not even a record
     assert records["third"]["plan"]["skipped"] == 4 and records["third"]["pages"] == 0

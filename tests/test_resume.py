@@ -50,11 +50,22 @@ def relative(rows, root: Path) -> set[tuple]:
 def start(head, inbox: Path, out: Path, model: Path, tag: str) -> subprocess.Popen:
     """`pageray extract` as a driver of the session's cluster (its own Ray job). TAG marks the
     driver and its job's workers (pageray hands PAGERAY_* variables to them), so the test can
-    kill exactly those and nothing else on the machine."""
-    return subprocess.Popen([PAGERAY, "extract", str(inbox), "--schema", "transcribe", "--out", str(out),
-                             "--model", str(model), "--max-new-tokens", "24", "--batch-size", "2", *SMALL_RENDER_FLAGS],
-                            env=head.driver_env(**{TAG: tag}), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    kill exactly those and nothing else on the machine. Its stderr goes to a file beside the
+    output (`log_of`): a pipe nobody reads while the run goes on fills up and blocks the driver."""
+    with log_of(out, tag).open("wb") as log:
+        return subprocess.Popen([PAGERAY, "extract", str(inbox), "--schema", "transcribe", "--out", str(out),
+                                 "--model", str(model), "--max-new-tokens", "24", "--batch-size", "2",
+                                 *SMALL_RENDER_FLAGS],
+                                env=head.driver_env(**{TAG: tag}), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_of(out: Path, tag: str) -> Path:
+    return out.parent / f"{tag}.log"
+
+
+def tail(out: Path, tag: str) -> str:
+    return log_of(out, tag).read_text(errors="replace")[-3000:]
 
 
 def tagged(tag: str, title: str = "") -> list[int]:
@@ -84,7 +95,7 @@ def test_killed_runs_resume_to_exactly_once(ray_head, ray_local, samples, tiny_m
 
     # 1. the driver dies with SIGKILL after some pages are committed (Ray ends its job's workers)
     proc = start(ray_head, inbox, out, tiny_model, "run1")
-    assert wait_until(lambda: len(parts(out)) >= 1, 300, every_s=0.5), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
+    assert wait_until(lambda: len(parts(out)) >= 1, 300, every_s=0.5), tail(out, "run1")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     kill_tagged("run1")  # its workers are not in the driver's process group
@@ -94,10 +105,13 @@ def test_killed_runs_resume_to_exactly_once(ray_head, ray_local, samples, tiny_m
     # 2. resubmit; an extractor actor is killed mid-batch while it runs: Ray Data restarts the
     # actor and retries its batch (max_restarts=-1, max_task_retries=-1), so the run still finishes
     proc = start(ray_head, inbox, out, tiny_model, "run2")
-    assert wait_until(lambda: len(pages_while_running(out)) > len(first), 300, every_s=0.5)
+    assert wait_until(lambda: len(pages_while_running(out)) > len(first) or proc.poll() is not None, 300, every_s=0.5), \
+        tail(out, "run2")
+    assert proc.poll() is None, f"the resubmitted run ended (rc {proc.returncode}) before it committed a page:\n" + \
+        tail(out, "run2")
     assert kill_tagged("run2", "MapBatches(ExtractFields)") >= 1
     rc = proc.wait(600)
-    assert rc == 0, proc.stderr.read().decode()[-3000:]
+    assert rc == 0, tail(out, "run2")
     kill_tagged("run2")
 
     got = pages(out, "run_id", "status")
