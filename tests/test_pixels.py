@@ -119,9 +119,20 @@ def test_normalize_chunks_like_one_pass(monkeypatch):
 
     x = torch.from_numpy(np.stack([_synthetic(40, 30)] * 5))
     whole = normalize(x, 1 / 255, (0.5, 0.4, 0.3), (0.2, 0.3, 0.5))
-    monkeypatch.setattr(pixels, "_F64_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(pixels, "_INDEX_CHUNK_ELEMENTS", 1)
     assert torch.equal(normalize(x, 1 / 255, (0.5, 0.4, 0.3), (0.2, 0.3, 0.5)), whole)
     assert whole.shape == (5, 3, 40, 30) and whole.is_contiguous()
+
+
+def test_normalize_is_the_processors_math_for_every_value():
+    """The lookup table holds, for each of the 256 values and each channel, exactly what the
+    processor's float64-then-float32 arithmetic gives (here done pixel by pixel), in any dtype."""
+    every = torch.arange(256, dtype=torch.uint8).view(1, 16, 16, 1).expand(2, 16, 16, 3).contiguous()
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    x = every.permute(0, 3, 1, 2).to(torch.float64) * (1 / 255)
+    ref = (x.to(torch.float32) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.equal(normalize(every, 1 / 255, mean, std), ref)
+    assert torch.equal(normalize(every, 1 / 255, mean, std, torch.bfloat16), ref.to(torch.bfloat16))
 
 
 def test_resize_output_size_is_the_processors():

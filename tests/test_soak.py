@@ -14,7 +14,8 @@ actors finish long before the last page is committed).
   calls, the allocator's arenas reaching their working size).
 - growth: from the quarter after warm-up to the last quarter, how far its low level (10th
   percentile: what it keeps between batches) rose. Not a median, and not the high level (90th):
-  the extractor swings by a model batch's float64 pixels (16 x 378 x 378 x 3 x 8 B = 52 MiB) and,
+  the extractor swings by a model batch's pixels and their temporaries (16 x 378 x 378 x 3 values, 52 MiB
+  when they were float64) and,
   with two calls in flight, a second block (649 -> 751 MiB seen), at its peak in a few samples of
   each window; a median or a 90th percentile lands on either side of that swing (CI once read a
   99 MiB "rise" of the high level that was only the swing). What a process keeps per page, batch
