@@ -148,8 +148,9 @@ def _overlapping_runs(head, inbox: Path, out: str, tiny_model: Path, read_pages)
     assert "in use by run first" in refused.output and "--wait" in refused.output
     waited = run("third", "--wait")
     # communicate, not wait: a run's output left in a pipe nobody reads would block it once full
-    assert (first_output := first.communicate(timeout=300)[0]) is not None and first.returncode == 0, first_output
-    assert (waited_output := waited.communicate(timeout=300)[0]) is not None and waited.returncode == 0, waited_output
+    for proc in (first, waited):
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output
     records = {r["run_id"]: r for r in folder.runs()}
     assert set(records) == {"first", "third"}  # the refused run wrote nothing, not even a record
     assert records["third"]["plan"]["skipped"] == 4 and records["third"]["pages"] == 0
