@@ -36,10 +36,39 @@ AGENT_NOT_READY = "No available agent to submit job"
 STARTED = "Ray runtime started."  # what `ray start` prints once its node is up
 
 
+def _port_slice() -> range:
+    """This test process's own ports: below the kernel's ephemeral range (where outgoing
+    connections and every port-0 bind land, so a port picked there and released can be taken
+    again before its server binds it), split between pytest-xdist workers so two never share one."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    start = 20000  # above `ray start`'s default worker ports (10002-19999)
+    width = (low - start) // max(count, 1)
+    return range(start + index * width, start + (index + 1) * width)
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no server on this machine holds and this process has not handed out before."""
+    ports = _port_slice()
+    for _ in range(len(ports)):
+        port = ports[secrets.randbelow(len(ports))]
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {ports}")
 
 
 def cluster_env(**extra: str) -> dict[str, str]:
