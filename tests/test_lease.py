@@ -81,7 +81,7 @@ def test_wait_waits_for_the_holder_to_finish(tmp_path, monkeypatch):
     assert len(said) == 1 and "in use by run r1" in said[0]
 
 
-def _race(out: str, run_id: str, start: multiprocessing.synchronize.Event, results) -> None:
+def _race(out: str, run_id: str, start, finish, results) -> None:
     lease = Lease(OutputFolder(out), run_id)
     start.wait()
     try:
@@ -89,19 +89,25 @@ def _race(out: str, run_id: str, start: multiprocessing.synchronize.Event, resul
         results.put((run_id, "won"))
     except OutputBusy:
         results.put((run_id, "refused"))
+    # a winner stays alive until every racer has looked: a lease whose process is gone from this
+    # host is a dead run's, and a late racer would rightly take it over
+    finish.wait(60)
 
 
 def _race_once(out: str, name: str) -> Counter:
     ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Event(), ctx.Queue()
-    racers = [ctx.Process(target=_race, args=(out, f"{name}-{n}", start, results)) for n in range(6)]
+    start, finish, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    racers = [ctx.Process(target=_race, args=(out, f"{name}-{n}", start, finish, results)) for n in range(6)]
     for proc in racers:
         proc.start()
     time.sleep(1.0)  # all of them at the start line
     start.set()
-    outcome = Counter(results.get(timeout=60)[1] for _ in racers)
-    for proc in racers:
-        proc.join(30)
+    try:
+        outcome = Counter(results.get(timeout=60)[1] for _ in racers)
+    finally:
+        finish.set()
+        for proc in racers:
+            proc.join(30)
     return outcome
 
 
