@@ -26,7 +26,7 @@ from cheap import SMALL_RENDER_FLAGS
 from clusters import BIN, Cluster, cluster_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-COPIES = 16  # 160 pages, small renders: a backlog both extractors draw from
+COPIES = 8  # 80 pages, small renders: a backlog both extractors draw from
 ERROR_FILES = {"corrupt_truncated.pdf": "render_error", "encrypted_password_secret.pdf": "encrypted"}
 
 
