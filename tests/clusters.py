@@ -13,6 +13,7 @@ Set PAGERAY_TEST_KEEP_RAY_LOGS=1 to keep the nodes' temp dirs (logs) after a tes
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -36,6 +37,7 @@ AGENT_NOT_READY = "No available agent to submit job"
 STARTED = "Ray runtime started."  # what `ray start` prints once its node is up
 
 
+@functools.cache
 def _port_slice() -> range:
     """This test process's own ports: below the kernel's ephemeral range (where outgoing
     connections and every port-0 bind land, so a port picked there and released can be taken
