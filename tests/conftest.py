@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import urllib.request
 from pathlib import Path
@@ -47,14 +48,40 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         elif item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
-    # Slow tests first, the longest of them before the rest: with `-n 2 --maxschedchunk 1` each
-    # process takes the next test when it is free, so neither is left alone with a long one at the
+    # Slow tests first, the longest of them before the rest: with `-n 2` each process takes the
+    # next test (or module: pytest_xdist_make_scheduler) when it is free, so neither is left alone with a long one at the
     # end while the other idles. In one process the order changes nothing but when a failure shows.
     def rank(item) -> tuple[bool, int]:
         name = item.path.name
         return item.get_closest_marker("slow") is None, LONGEST.index(name) if name in LONGEST else len(LONGEST)
 
     items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With `-n 2`, each process takes the next test when it is free, except that the tests of a
+    module with a module-scoped fixture (a run, a cluster, a loaded model) go to one process
+    together: split across two, each would build the fixture (test_pipeline's run twice, test_s3's
+    cluster twice)."""
+    if config.getoption("dist") != "load":
+        return None  # a --dist the user chose
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared: dict[str, bool] = {}
+
+    def has_module_fixture(file: str) -> bool:
+        if file not in shared:
+            path = config.rootpath / file
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            shared[file] = re.search(r"@pytest\.fixture\(scope=.(module|class).", text) is not None
+        return shared[file]
+
+    class TestOrModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if has_module_fixture(file) else nodeid
+
+    return TestOrModule(config, log)
 
 
 @pytest.fixture(scope="session")
