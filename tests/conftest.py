@@ -65,6 +65,7 @@ def pytest_xdist_make_scheduler(config, log):
     cluster twice)."""
     if config.getoption("dist") != "load":
         return None  # a --dist the user chose
+    config.option.loadscopereorder = False  # keep the slow-first order (pytest_collection_modifyitems)
     from xdist.scheduler import LoadScopeScheduling
 
     shared: dict[str, bool] = {}
