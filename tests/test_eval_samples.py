@@ -1,6 +1,6 @@
 """`pageray eval` end to end on the generated labeled sample set (pipeline.evaluation.samples):
-against an output folder written by hand with known errors (exact scores), and against a real
-run of the tiny model (a well-formed score dict; its values are random)."""
+against an output folder written by hand with known errors (exact scores). Against a real run of
+the tiny model it is the README's own commands (tests/test_readme.py, `check_sample_scores`)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,6 @@ from datetime import date, datetime, timezone
 
 import pymupdf
 import pytest
-from cheap import SMALL_RENDER
 from clusters import BIN
 from pytest import approx
 
@@ -181,25 +180,3 @@ def test_paper_lists_of_strings_and_sources_written_as_paths(tmp_path):
     with pytest.raises(LabelsError, match=r"wrong.jsonl:1: no document of .* is 'paper-01.pdf' "
                                           r"\(did you mean 'paper-001.pdf'\?\)"):
         evaluate(wrong, out)
-
-
-@pytest.mark.slow
-def test_eval_of_a_real_tiny_model_run_on_the_sample_invoices(ray_local, tiny_model, tmp_path):
-    from pageray.pipeline import extract
-
-    labeled = write_labeled_samples(tmp_path / "samples", ("invoice",))["invoice"]
-    out = tmp_path / "out"
-    record = extract(labeled.documents, schema="invoice", out=out, model=tiny_model, max_new_tokens=32,
-                     batch_size=4, **SMALL_RENDER)
-    assert record["state"] == "succeeded"
-    scores = evaluate(labeled.labels, out)
-    assert scores["pages"] == scores["matched_pages"] == 4 and scores["missing"] == []
-    assert sorted(p["page_index"] for p in scores["per_page"]) == [0, 0, 0, 1]
-    assert set(scores["fields"]) <= set(paths(arrow_type(load_schema("invoice"))))
-    assert scores["fields"]["total"]["support"] == 4 and scores["overall"]["leaves"] == 92
-    for field in scores["fields"].values():
-        for key in ("exact", "normalized", "precision", "recall", "f1"):
-            assert field[key] is None or 0.0 <= field[key] <= 1.0
-    assert 0.0 <= scores["json_accuracy"] <= 1.0
-    json.dumps(scores, allow_nan=False)
-    assert "micro (all leaves)" in format_table(scores)

@@ -1,6 +1,8 @@
 """Every command block of README.md runs as written on a CPU machine (tests/readme_blocks.py).
 
-The blocks run in README order from a temporary folder that is not this repository, with only
+The blocks run in README order from a temporary folder that is not this repository and that holds
+its own pipeline.py, schemas/, extractors.py and jobs.py (`user_project`: the shadowing test, for
+the CLI and the API), with only
 paths substituted (and the example run id of `pageray report --run`): the data and model folders
 become temporary ones and the tiny model, `s3://bucket/out` a local folder, `/opt/pageray/.venv`
 this virtualenv, `http://head:8265` the session's Ray head (every driver joins it through
@@ -30,6 +32,22 @@ IMPORTABLE = f"{sys.executable} -c 'import pageray'"
 EXAMPLE_RUN_ID = "20260301T100000Z-abc123"
 # input documents: a page of each kind the README's queries read, and one that fails to render
 SAMPLE_FILES = ("invoice.pdf", "receipt.png", "corrupt_truncated.pdf")
+
+
+SHADOWS = "raise ImportError('the user\\'s own {} was imported instead of pageray\\'s')\n"
+
+
+def user_project(folder: Path) -> Path:
+    """A data engineer's project folder: its own pipeline.py, schemas package, extractors.py and
+    jobs.py, each failing loudly if anything imports it. The README's commands run from one, so a
+    `pageray extract` (whose Ray workers get the driver's folder first on their path when they
+    unpickle a task) or an API script there that imported one of them instead of pageray's fails."""
+    (folder / "schemas").mkdir(parents=True, exist_ok=True)
+    (folder / "pipeline.py").write_text(SHADOWS.format("pipeline.py"))
+    (folder / "schemas" / "__init__.py").write_text(SHADOWS.format("schemas/"))
+    (folder / "extractors.py").write_text(SHADOWS.format("extractors.py"))
+    (folder / "jobs.py").write_text(SHADOWS.format("jobs.py"))
+    return folder
 
 
 def without_install(command: str) -> str:
@@ -128,6 +146,23 @@ def check_demo(out: Path, printed: str) -> None:
     assert ok == record["counts"]["ok"]
 
 
+def check_sample_scores(scores: dict, printed: str) -> None:
+    """`pageray eval` of a real tiny-model run of the labeled sample invoices (the README's
+    sample-out/): a well-formed score dict over all four labeled pages (its values are random)."""
+    from pageray.pipeline.evaluation.scoring import paths
+    from pageray.schemas import arrow_type, load_schema
+
+    assert scores["pages"] == scores["matched_pages"] == 4 and scores["missing"] == []
+    assert sorted(p["page_index"] for p in scores["per_page"]) == [0, 0, 0, 1]
+    assert set(scores["fields"]) <= set(paths(arrow_type(load_schema("invoice"))))
+    assert scores["fields"]["total"]["support"] == 4 and scores["overall"]["leaves"] == 92
+    for field in scores["fields"].values():
+        for key in ("exact", "normalized", "precision", "recall", "f1"):
+            assert field[key] is None or 0.0 <= field[key] <= 1.0
+    assert 0.0 <= scores["json_accuracy"] <= 1.0
+    assert "micro (all leaves)" in printed
+
+
 def newest_run_id(out: Path) -> str:
     records = sorted((out / "_runs").glob("*.json"))
     assert records, f"no run record in {out}"
@@ -138,8 +173,7 @@ def newest_run_id(out: Path) -> str:
 def test_the_readme_commands_run_as_written(ray_head, tiny_model, tmp_path, monkeypatch):
     from pageray.pipeline.samples import write_samples
 
-    home = tmp_path / "home"  # where a user types the commands: not this repository
-    home.mkdir()
+    home = user_project(tmp_path / "home")  # where a user types the commands: not this repository
     samples = write_samples(tmp_path / "all-samples")
     pdfs = tmp_path / "pdfs"
     pdfs.mkdir()
@@ -188,6 +222,7 @@ def test_the_readme_commands_run_as_written(ray_head, tiny_model, tmp_path, monk
         rows = duckdb.sql(f"select status from read_parquet('{out}/data/*.parquet')").fetchall()
         assert ("ok",) in rows, f"{out}: {rows}"
     assert "run " in (tmp_path / "pageray.log").read_text()                           # the cron lines
-    assert (home / "scores.json").is_file()                                           # pageray eval
+    eval_printed = next(out for c, out in runner.stdout.items() if c.startswith("pageray eval "))
+    check_sample_scores(json.loads((home / "scores.json").read_text()), eval_printed)  # pageray eval
     assert (home / "pageray-report.html").is_file() and (home / "run.html").is_file()  # pageray report
     assert any("--config" in c for c in runner.ran)
