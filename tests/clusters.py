@@ -13,8 +13,6 @@ Set PAGERAY_TEST_KEEP_RAY_LOGS=1 to keep the nodes' temp dirs (logs) after a tes
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import json
 import os
@@ -29,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from processes import processes, wait_until
 
@@ -161,7 +159,6 @@ class Cluster:
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     nodes: list[Node] = field(default_factory=list)
-    head_pid: int | None = None  # the head's `ray start` process, where this process started it
 
     @property
     def gcs_address(self) -> str:
@@ -175,11 +172,11 @@ class Cluster:
         """Environment for a driver (`pageray extract`, `python -c ...`) that joins this cluster."""
         return {**self.env, "RAY_ADDRESS": self.gcs_address, **extra}
 
-    def _start(self, args: list[str], name: str, store_mb: int = 300) -> Node:
+    def _start(self, args: list[str], name: str) -> Node:
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         log = Path(tempfile.mkstemp(prefix=f"pageray-{name}-", suffix=".log", dir="/tmp")[1])
         cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1",
-               f"--temp-dir={temp_dir}", "--disable-usage-stats", f"--object-store-memory={store_mb * 10**6}",
+               f"--temp-dir={temp_dir}", "--disable-usage-stats", "--object-store-memory=300000000",
                f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
@@ -193,16 +190,14 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, num_cpus: int, num_gpus: int = 0, dashboard: bool = True, store_mb: int = 300) -> Node:
+    def start_head(self, num_cpus: int, num_gpus: int = 0, dashboard: bool = True) -> Node:
         args = ["--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
                 f"--ray-client-server-port={free_port()}"]
         if dashboard:
             args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
         else:
             args += ["--include-dashboard=false"]
-        node = self._start(args, "head", store_mb)
-        self.head_pid = node.proc.pid
-        return node
+        return self._start(args, "head")
 
     def start_worker(self, num_cpus: int, num_gpus: int = 0) -> Node:
         return self._start([f"--address={self.gcs_address}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"],
@@ -357,51 +352,3 @@ def actor_titles(node: Node) -> list[str]:
 def busy_actor(node: Node, name: str) -> bool:
     """Whether an actor of the node whose title contains `name` is running a method other than its constructor."""
     return any(name in t and "." in t.rsplit(")", 1)[-1] and not t.endswith(".__init__") for t in actor_titles(node))
-
-
-@contextlib.contextmanager
-def shared_head(folder: Path, num_cpus: int) -> Iterator[Cluster]:
-    """The test session's Ray head, one for every pytest-xdist process of the session (`folder`:
-    a directory they share): the first process to ask starts it, the others join it. An idle Ray
-    node with the Ray Data actors a run leaves costs ~0.3 of a core on this machine, so a head per
-    process cost the suite a tenth of a 2-core machine for its whole length. The head dies with
-    the process that started it (_own_group_dies_with_parent), so that process waits, at its
-    end, until no other process uses the head; then it withdraws the head (a process that asks
-    later starts one of its own). Every process carries the same RAY_AUTH_TOKEN (set in the
-    controller's environment by tests/conftest.py before the workers start)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    info, users, me = folder / "head.json", folder / "users", str(os.getpid())
-    users.mkdir(exist_ok=True)
-
-    @contextlib.contextmanager
-    def locked() -> Iterator[None]:
-        with open(folder / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-
-    with locked():
-        env = cluster_env(RAY_AUTH_TOKEN=os.environ["RAY_AUTH_TOKEN"])
-        if info.exists():
-            ports = json.loads(info.read_text())
-            cluster, owner = Cluster(env, gcs_port=ports["gcs"], dashboard_port=ports["dashboard"]), False
-        else:
-            cluster, owner = Cluster(env), True
-            cluster.start_head(num_cpus=num_cpus, store_mb=600)  # two processes' runs at once
-            cluster.wait_for_job_server()
-            info.write_text(json.dumps({"gcs": cluster.gcs_port, "dashboard": cluster.dashboard_port}))
-        (users / me).touch()
-    try:
-        yield cluster
-    finally:
-        (users / me).unlink(missing_ok=True)
-        if owner:
-            def withdrawn() -> bool:
-                with locked():
-                    if [u for u in users.iterdir() if Path(f"/proc/{u.name}").exists()]:
-                        return False
-                    info.unlink(missing_ok=True)
-                    return True
-            try:
-                wait_until(withdrawn, 3600, every_s=1)
-            finally:
-                cluster.stop()

@@ -20,8 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # The session's Ray head (fixture ray_head) uses token authentication, which Ray reads once, when
 # it is imported: this process (the in-process driver of ray_local) must carry the token from the
-# start. Under `-n 2` it is set here in the controller, whose environment both test processes
-# inherit, so both join the one head. Private clusters (tests/clusters.py) use their own tokens.
+# start. Private clusters (tests/clusters.py) and the runs given their environment use their own.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 
@@ -103,10 +102,9 @@ def samples(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_head(tmp_path_factory, worker_id):
-    """The session's one Ray cluster, shared by the test processes of `-n 2` (tests/clusters.py's
-    shared_head): a `ray start --head` node (3 CPUs, so that two processes' runs fit on it at
-    once, with the job server), started once (a Ray bring-up costs 10-30 s on a busy 2-core
+def ray_head():
+    """The session's one Ray cluster (one per test process with `-n 2`): a `ray start --head` node
+    (2 CPUs, with the job server), started once (a Ray bring-up costs 10-30 s on a busy 2-core
     machine) and shared by every test for which a cluster of its own is not the point. Private
     clusters (tests/clusters.py) stay for tests that kill nodes or need a node's own environment.
 
@@ -116,13 +114,16 @@ def ray_head(tmp_path_factory, worker_id):
     * In this process: the `ray_local` fixture, connected to this head.
     Each driver is its own Ray job: what one test's driver sets in its runtime env (ray_local's
     crash hook, the PAGERAY_/HF_/AWS_ variables `pageray extract` forwards) reaches that job's
-    workers only, and a killed driver's workers go with it. A test that finds Ray processes
-    picks its own by a variable in their environment (tests/rss.py, tests/test_resume.py)."""
-    from clusters import shared_head
+    workers only, and a killed driver's workers go with it."""
+    from clusters import Cluster, cluster_env
 
-    base = tmp_path_factory.getbasetemp()
-    with shared_head((base if worker_id == "master" else base.parent) / "ray_head", num_cpus=3) as cluster:
+    cluster = Cluster(cluster_env(RAY_AUTH_TOKEN=os.environ["RAY_AUTH_TOKEN"]))
+    try:
+        cluster.start_head(num_cpus=2)
+        cluster.wait_for_job_server()
         yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -133,12 +134,10 @@ def ray_local(ray_head):
     import ray
 
     from corpus import CRASH_NAME
-    from rss import DRIVER_TAG
     from pageray.pipeline.render.isolation import CRASH_HOOK_ENV
 
     ray.init(address=ray_head.gcs_address, log_to_driver=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                                       DRIVER_TAG: str(os.getpid()),
                                        CRASH_HOOK_ENV: CRASH_NAME}})
     yield ray
     ray.shutdown()

@@ -2,9 +2,8 @@
 (tests/test_soak.py), and the numbers a soak test judges a curve by.
 
 Ray names an actor's process after its class (`ray::MapWorker(MapBatches(ExtractFields))`), so
-the actors are found in /proc by command line, and only those of this process's own runs (by a
-variable in their environment): the session's Ray head also runs the other test process's runs,
-and other test sessions on the machine run Ray workers of the same names.
+the actors are found in /proc by command line, and only among this process's descendants: other
+test sessions on the machine run Ray workers of the same names.
 
 What is sampled per process is its private resident memory (RssAnon: the heap, torch's CPU
 allocator, numpy arrays). Total RSS is recorded too, but not judged: it also counts the pages of
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from processes import parent_of
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,21 @@ def memory_mib(pid: int) -> tuple[float, float, float, float] | None:
     return kb["RssAnon"] / 1024, kb["VmRSS"] / 1024, kb["RssShmem"] / 1024, cpu_s
 
 
-DRIVER_TAG = "PAGERAY_TEST_DRIVER"
-
-
-def _environ(pid: str) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []
+def _descends_from(pid: int, ancestor: int, depth: int = 6) -> bool:
+    for _ in range(depth):
+        parent = parent_of(str(pid))
+        if parent is None or parent <= 1:
+            return False
+        if parent == ancestor:
+            return True
+        pid = parent
+    return False
 
 
 def actor_pids(roles: Iterable[str]) -> dict[int, str]:
-    """{pid: role} of the live Ray actor processes whose class is one of `roles` and that work
-    for this process's in-process runs (tests/conftest.py's ray_local marks its job's workers with
-    DRIVER_TAG=<this pid>): the session's Ray head also runs the other test process's runs."""
+    """{pid: role} of the live Ray actor processes of this process's local Ray whose class is one of `roles`."""
     tags = {f"({r})".encode(): r for r in roles}  # ray::MapWorker(MapBatches(ExtractFields))...
-    mine = f"{DRIVER_TAG}={os.getpid()}".encode()
+    me = os.getpid()
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -78,7 +77,7 @@ def actor_pids(roles: Iterable[str]) -> dict[int, str]:
         except OSError:
             continue
         role = next((r for tag, r in tags.items() if tag in line), None) if line.startswith(b"ray::") else None
-        if role is not None and mine in _environ(entry):
+        if role is not None and _descends_from(int(entry), me):
             found[int(entry)] = role
     return found
 
