@@ -49,8 +49,9 @@ def pytest_collection_modifyitems(items):
         elif item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
     # Slow tests first, the longest of them before the rest: with `-n 2` each process takes the
-    # next test (or module: pytest_xdist_make_scheduler) when it is free, so neither is left alone with a long one at the
-    # end while the other idles. In one process the order changes nothing but when a failure shows.
+    # next test (or module: pytest_xdist_make_scheduler) when it is free, so neither is left alone
+    # with a long one at the end while the other idles. In one process the order changes nothing
+    # but when a failure shows.
     def rank(item) -> tuple[bool, int]:
         name = item.path.name
         return item.get_closest_marker("slow") is None, LONGEST.index(name) if name in LONGEST else len(LONGEST)
